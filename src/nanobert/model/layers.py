@@ -1,0 +1,178 @@
+"""The building blocks of a BERT encoder layer: norms, positions, attention, feed-forward.
+
+Module and attribute names mirror Hugging Face's `modeling_bert.py` (`attention.self.query`,
+`attention.output.LayerNorm`, `intermediate.dense`, `output.dense`, ...) so that a state dict
+from `transformers` loads without a rename. The maths is the plain one:
+
+    post-LN (BERT):  h = LN(x + Attn(x));      y = LN(h + MLP(h))
+    pre-LN:          h = x + Attn(LN(x));      y = h + MLP(LN(h))
+
+Attention goes through `F.scaled_dot_product_attention`. Query, key and value stay three
+`nn.Linear` modules (three checkpoint keys, as in BERT) but are computed as one matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nanobert.errors import NanobertError
+
+# Activation names as they appear in Hugging Face's config.json ("hidden_act").
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),  # exact erf GELU, what BERT uses
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+def tracing() -> bool:
+    """True while torch.jit / torch.export / torch.compile trace the model (no data-dependent Python branches then)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
+def make_norm(kind: str, dim: int, eps: float, bias: bool = True) -> nn.Module:
+    """LayerNorm (BERT) or RMSNorm (weight only, no centring)."""
+    if kind == "layernorm":
+        return nn.LayerNorm(dim, eps=eps, bias=bias)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(dim, eps=eps)
+    raise NanobertError(f"unknown norm_type {kind!r}; use 'layernorm' or 'rmsnorm'")
+
+
+def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine table of "Attention is all you need": (num_positions, dim).
+
+    Row p holds sin(p / 10000^(2i/dim)) in column 2i and cos(...) in column 2i+1.
+    Example: sinusoidal_positions(2, 2) -> [[0, 1], [sin 1, cos 1]].
+    """
+    pos = torch.arange(num_positions, dtype=torch.float32)[:, None]  # (P, 1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))  # (ceil(dim/2),)
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+def additive_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, T) mask of 1 = token, 0 = padding -> (B, 1, 1, T) additive bias for SDPA, or None if nothing is padded.
+
+    Padding keys get the most negative finite value rather than -inf, so a row with every key
+    masked still gives finite numbers. When not tracing, an all-ones mask is dropped (SDPA then
+    runs its unmasked kernel).
+    """
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise NanobertError(f"attention_mask must have shape (batch, seq_len), got {tuple(attention_mask.shape)}")
+    if not tracing() and bool(attention_mask.all()):
+        return None
+    keep = attention_mask[:, None, None, :].to(dtype)  # (B, 1, 1, T)
+    return (1.0 - keep) * torch.finfo(dtype).min
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: (B, T, H) -> (B, T, H) context, before the output projection."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, bias: bool = True):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise NanobertError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.value = nn.Linear(hidden_size, hidden_size, bias=bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        B, T, H = x.shape
+        # One GEMM for q, k and v: the three weights stacked as (3H, H). Same numbers as three Linears.
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
+        bias = None if self.query.bias is None else torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(x, weight, bias)  # (B, T, 3H)
+        qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)  # (B, nh, T, hs)
+        return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+
+
+class ResidualOutput(nn.Module):
+    """Projection + dropout + residual, with the norm after (post-LN) or none here (pre-LN applies it first).
+
+    HF calls this `BertSelfOutput` / `BertOutput`; the norm is named `LayerNorm` even when it is an
+    RMSNorm, because checkpoint keys must read `...output.LayerNorm.weight`.
+    """
+
+    def __init__(self, d_in: int, d_out: int, dropout: float, norm: nn.Module, bias: bool = True):
+        super().__init__()
+        self.dense = nn.Linear(d_in, d_out, bias=bias)
+        self.LayerNorm = norm  # HF's name, kept for checkpoint keys
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor, post_norm: bool) -> torch.Tensor:
+        y = residual + self.dropout(self.dense(h))
+        return self.LayerNorm(y) if post_norm else y
+
+
+class Attention(nn.Module):
+    """HF's `BertAttention`: `.self` (q/k/v + SDPA) and `.output` (projection, dropout, residual, norm)."""
+
+    def __init__(self, hidden_size, num_heads, attn_dropout, hidden_dropout, norm, bias=True):
+        super().__init__()
+        # An attribute called `self`: forced by the checkpoint key `attention.self.query.weight`.
+        self.self = SelfAttention(hidden_size, num_heads, attn_dropout, bias)
+        self.output = ResidualOutput(hidden_size, hidden_size, hidden_dropout, norm, bias)
+
+
+class Intermediate(nn.Module):
+    """The first half of the feed-forward block: (B, T, H) -> (B, T, I) with the activation."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, act: str, bias: bool = True):
+        super().__init__()
+        if act not in ACTIVATIONS:
+            raise NanobertError(f"unknown hidden_act {act!r}; use one of {', '.join(ACTIVATIONS)}")
+        self.dense = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.act = ACTIVATIONS[act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))
+
+
+class TransformerLayer(nn.Module):
+    """One encoder layer (HF's `BertLayer`): attention then feed-forward, each with a residual and a norm."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        H, eps, bias = cfg.hidden_size, cfg.layer_norm_eps, cfg.use_bias
+        self.pre_ln = cfg.pre_layer_norm
+        self.attention = Attention(
+            H,
+            cfg.num_attention_heads,
+            cfg.attention_probs_dropout_prob,
+            cfg.hidden_dropout_prob,
+            make_norm(cfg.norm_type, H, eps, bias),
+            bias,
+        )
+        self.intermediate = Intermediate(H, cfg.intermediate_size, cfg.hidden_act, bias)
+        self.output = ResidualOutput(
+            cfg.intermediate_size, H, cfg.hidden_dropout_prob, make_norm(cfg.norm_type, H, eps, bias), bias
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        att_out, ff_out = self.attention.output, self.output
+        if self.pre_ln:
+            h = att_out(self.attention.self(att_out.LayerNorm(x), mask), x, post_norm=False)
+            return ff_out(self.intermediate(ff_out.LayerNorm(h)), h, post_norm=False)
+        h = att_out(self.attention.self(x, mask), x, post_norm=True)
+        return ff_out(self.intermediate(h), h, post_norm=True)
