@@ -1,0 +1,131 @@
+"""Read prepared token shards (see prepare.py) as an endless, resumable stream of padded batches.
+
+    data = TokenShards("data/wiki", "train")
+    stream = BatchStream(data, batch_size=32, seed=0, pad_id=0)   # rank 0 of 1
+    batch = next(stream)   # {"input_ids": (32, T) long, "attention_mask": (32, T) long}
+
+Each epoch every shard is shuffled with a seed derived from (seed, epoch, shard), cut into global
+batches (`batch_size` x `world_size` sequences) and the shards take turns: batch 0 from shard 0,
+batch 1 from shard 1, ... (round-robin). Process `rank` keeps its own `batch_size` rows of every
+global batch. The position is two integers (epoch, batch index): `state_dict()` saves it,
+`load_state_dict()` jumps back to it without replaying anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanobert.errors import NanobertError
+from nanobert.data.prepare import FORMAT
+
+
+def read_meta(data_dir: str | Path) -> dict:
+    """meta.json of a prepared directory, with a clear error when `data_dir` is not one."""
+    path = Path(data_dir) / "meta.json"
+    if not path.is_file():
+        raise NanobertError(f"{data_dir} is not a prepared data directory (no meta.json); run 'nanobert prepare'")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT:
+        raise NanobertError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}; prepare the data again")
+    return meta
+
+
+class TokenShards:
+    """One split of a prepared directory: memory-mapped shards; `seq(shard, i)` is a uint16/uint32 array."""
+
+    def __init__(self, data_dir: str | Path, split: str = "train"):
+        self.dir = Path(data_dir)
+        self.meta = read_meta(data_dir)
+        if split not in self.meta["splits"]:
+            raise NanobertError(f"{data_dir} has no split {split!r}; it has {', '.join(self.meta['splits'])}")
+        self.split = split
+        self.shards = []
+        for shard in self.meta["splits"][split]["shards"]:
+            tokens = np.load(self.dir / f"{shard['name']}.tokens.npy", mmap_mode="r")
+            offsets = np.load(self.dir / f"{shard['name']}.offsets.npy")
+            self.shards.append((tokens, offsets))
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.meta["seq_len"])
+
+    def shard_sizes(self) -> list[int]:
+        return [len(off) - 1 for _, off in self.shards]
+
+    def __len__(self) -> int:
+        return sum(self.shard_sizes())
+
+    def seq(self, shard: int, i: int) -> np.ndarray:
+        tokens, offsets = self.shards[shard]
+        return tokens[offsets[i]:offsets[i + 1]]
+
+
+def collate(seqs: list[np.ndarray], pad_id: int) -> dict:
+    """Pad to the longest sequence: {"input_ids": (B, T) long, "attention_mask": (B, T) long (1 = real token)}.
+
+    Example: [[5, 6, 7], [8]], pad 0 -> input_ids [[5, 6, 7], [8, 0, 0]], attention_mask [[1, 1, 1], [1, 0, 0]].
+    """
+    T = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), T), pad_id, dtype=np.int64)  # (B, T)
+    mask = np.zeros((len(seqs), T), dtype=np.int64)  # (B, T)
+    for row, s in enumerate(seqs):
+        ids[row, :len(s)] = s
+        mask[row, :len(s)] = 1
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+class BatchStream:
+    """Endless iterator of this process's batches: shuffled per epoch, round-robin over shards, resumable."""
+
+    def __init__(self, data: TokenShards, batch_size: int, seed: int = 0, pad_id: int = 0,
+                 rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        self.data, self.batch_size, self.seed, self.pad_id = data, batch_size, seed, pad_id
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.global_batch = batch_size * world_size
+        if max(data.shard_sizes(), default=0) < self.global_batch:
+            raise NanobertError(f"the {data.split} split has {len(data)} sequences in shards of "
+                                f"{data.shard_sizes()}; a global batch of {self.global_batch} does not fit in one "
+                                f"shard: lower batch-size or prepare with a larger shard-size")
+        self.epoch, self.index = 0, 0
+        self._plan = self._make_plan(0)
+
+    def _make_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """[(shard, row indices of one global batch), ...] for `epoch`, shards taking turns."""
+        per_shard = []
+        for s, n in enumerate(self.data.shard_sizes()):
+            order = np.random.default_rng([self.seed, epoch, s]).permutation(n) if self.shuffle else np.arange(n)
+            k = n // self.global_batch  # the last partial batch is dropped
+            per_shard.append([(s, order[b * self.global_batch:(b + 1) * self.global_batch]) for b in range(k)])
+        plan = []
+        for b in range(max(len(p) for p in per_shard)):
+            plan.extend(p[b] for p in per_shard if b < len(p))
+        return plan
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self._plan)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self.index >= len(self._plan):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._plan = self._make_plan(self.epoch)
+        shard, rows = self._plan[self.index]
+        mine = rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        batch = collate([self.data.seq(shard, int(i)) for i in mine], self.pad_id)
+        batch["position"] = (self.epoch, self.index)  # read by masking to seed this batch's draw
+        self.index += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._plan = self._make_plan(self.epoch)

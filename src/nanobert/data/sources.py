@@ -1,0 +1,141 @@
+"""Read raw text corpora as a stream of documents (each a string, paragraphs separated by newlines).
+
+Supported inputs, chosen by file name:
+
+- `.txt` / `.txt.gz`: one document per file; or, when the file uses WikiText-style headers
+  (` = Title = ` alone on a line), one document per article.
+- `.jsonl` / `.jsonl.gz`: one JSON object per line, the document in field `text_column`.
+- `.parquet`: the column `text_column` (needs the optional `pyarrow`).
+- a directory: every supported file in it, sorted by name.
+
+Binary files (NUL bytes, invalid UTF-8) are refused with a `NanobertError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from nanobert.errors import NanobertError
+
+_TITLE = re.compile(r"^ ?= ([^=].*?) = ?$")  # " = Title = " (top-level only; " = = Section = = " is not a title)
+SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s)), None)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files to read: each input file as given, each directory's supported files sorted by name."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and _kind(f))
+            if not found:
+                raise NanobertError(f"no {', '.join(SUFFIXES)} files in directory {p}")
+            files.extend(found)
+        elif p.is_file():
+            if _kind(p) is None:
+                raise NanobertError(f"cannot read {p}: use {', '.join(SUFFIXES)} files")
+            files.append(p)
+        else:
+            raise NanobertError(f"input not found: {p}")
+    if not files:
+        raise NanobertError("no input files given")
+    return files
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    head = raw.peek(4096)[:4096] if hasattr(raw, "peek") else b""
+    if b"\x00" in head:
+        raw.close()
+        raise NanobertError(f"{path} looks binary (NUL bytes), not UTF-8 text; give a text corpus")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    try:
+        with _open_text(path) as f:
+            for line in f:
+                if "\x00" in line:
+                    raise NanobertError(f"{path} looks binary (NUL bytes), not UTF-8 text; give a text corpus")
+                yield line.rstrip("\n")
+    except UnicodeDecodeError as e:
+        raise NanobertError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); give a text corpus") from None
+    except (OSError, EOFError) as e:
+        raise NanobertError(f"cannot read {path}: {e}") from None
+
+
+def read_text_file(path: str | Path) -> Iterator[str]:
+    """Documents of a .txt/.txt.gz file: one per ` = Title = ` article if it has such headers, else the whole file.
+
+    Example: " = A = \\n\\nx y\\n = B = \\nz\\n" -> ["x y", "z"] (titles dropped, blank lines dropped).
+    """
+    path = Path(path)
+    doc: list[str] = []
+    for line in _lines(path):
+        if _TITLE.match(line):
+            if doc:
+                yield "\n".join(doc)
+            doc = []
+            continue
+        line = line.strip()
+        if line:
+            doc.append(line)
+    if doc:
+        yield "\n".join(doc)
+
+
+def read_jsonl(path: str | Path, text_column: str = "text") -> Iterator[str]:
+    """Field `text_column` of each JSON object line of a .jsonl / .jsonl.gz file."""
+    path = Path(path)
+    for i, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise NanobertError(f"{path}:{i} is not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or text_column not in obj:
+            raise NanobertError(f"{path}:{i} has no field {text_column!r}; set text-column to the text field")
+        text = obj[text_column]
+        if isinstance(text, str) and text.strip():
+            yield text
+
+
+def read_parquet(path: str | Path, text_column: str = "text") -> Iterator[str]:
+    """Column `text_column` of a parquet file, read batch by batch."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise NanobertError("reading parquet needs pyarrow: pip install 'nanobert[extras]'") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises its own error types for corrupt files
+        raise NanobertError(f"{path} is not a readable parquet file: {e}") from None
+    if text_column not in pf.schema_arrow.names:
+        raise NanobertError(f"{path} has no column {text_column!r} (columns: {', '.join(pf.schema_arrow.names)})")
+    for batch in pf.iter_batches(columns=[text_column], batch_size=4096):
+        for text in batch.column(0).to_pylist():
+            if isinstance(text, str) and text.strip():
+                yield text
+
+
+def read_documents(inputs: Iterable[str | Path], text_column: str = "text") -> Iterator[str]:
+    """All documents of all inputs, in order (see the module docstring for the formats)."""
+    for path in expand_inputs(inputs):
+        kind = _kind(path)
+        if kind in (".txt", ".txt.gz"):
+            yield from read_text_file(path)
+        elif kind in (".jsonl", ".jsonl.gz"):
+            yield from read_jsonl(path, text_column)
+        else:
+            yield from read_parquet(path, text_column)

@@ -1,0 +1,194 @@
+"""Masked-language-model pretraining: prepared shards -> dynamic masking -> BertForMaskedLM -> the loop.
+
+    cfg = load_config(PretrainConfig, "configs/mlm-cpu.toml", ["--train.max_steps", "500"])
+    state = pretrain(cfg)                 # or pretrain(cfg, resume=True) after a kill
+
+Writes to `cfg.out_dir`: checkpoints `step-*/`, metrics.csv, train.log, TensorBoard events, loss.png
+and accuracy.png, and the final model in Hugging Face format under `model/` (config.json,
+model.safetensors, vocab.txt) — `transformers.BertForMaskedLM.from_pretrained(out_dir + "/model")` loads it.
+Under `torchrun` every process reads its own rows of each global batch; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanobert.config import to_dict
+from nanobert.data.loaders import BatchStream, TokenShards, read_meta
+from nanobert.data.masking import continuation_table, mask_tokens, special_table
+from nanobert.errors import NanobertError
+from nanobert.train import distributed
+from nanobert.train.loop import LoopConfig, LoopState, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSettings:
+    dir: str = "data/enwiki"  # output of `nanobert prepare`
+    batch_size: int = 32  # sequences per micro-batch per process (global batch = x processes x grad_accum)
+    mask_rate: float = 0.15  # share of (non-special) tokens chosen for prediction, as in BERT
+    whole_word: bool = False  # choose whole words: "##" pieces follow their word's first piece
+    eval_batches: int = 20  # validation batches per evaluation (fixed batches, fixed masks: comparable losses)
+
+
+@dataclass
+class ModelSettings:
+    preset: str = "mini"  # nanobert.model.bert.PRESETS: mini (L2/H128), small (L4/H256), medium, base, ...
+    hidden_size: int | None = None  # None: the preset's
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    intermediate_size: int | None = None  # None: 4 x hidden_size
+    dropout: float = 0.1  # hidden and attention dropout; short CPU runs learn faster with 0
+    max_position_embeddings: int = 512  # must cover the prepared sequence length
+    vocab_size: int | None = None  # None: the tokenizer's; anything else must equal it
+    init_from: str | None = None  # a saved BertForMaskedLM directory to continue pretraining from
+
+
+@dataclass
+class PretrainConfig:
+    out_dir: str = "runs/mlm"  # checkpoints, logs, plots and the final model
+    seed: int = 0  # model init, data order and masks
+    samples: list[str] = field(default_factory=lambda: [
+        "The capital of France is [MASK].",
+        "He played [MASK] for the national team.",
+        "The river flows into the [MASK] sea.",
+    ])  # fill-mask sentences logged at the end to eyeball what the model learned
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=1000, lr=1e-3))
+
+
+def _batch_seed(seed: int, epoch: int, index: int) -> int:
+    """A generator seed for the masks of batch `index` of `epoch`: a pure function of the data position."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class MaskedBatches:
+    """Wraps a `BatchStream`: adds dynamic masks (`input_ids` masked, `labels`) seeded by the batch's position."""
+
+    def __init__(self, stream: BatchStream, tokenizer, rate: float, seed: int, whole_word: bool = False):
+        self.stream, self.rate, self.seed = stream, rate, seed
+        self.mask_id = tokenizer.mask_token_id
+        self.special = special_table(tokenizer.special_ids | {tokenizer.pad_token_id}, tokenizer.vocab_size)
+        self.continuation = continuation_table(tokenizer) if whole_word else None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        batch = next(self.stream)
+        epoch, index = batch.pop("position")
+        gen = torch.Generator().manual_seed(_batch_seed(self.seed, epoch, index))
+        s = self.stream
+        batch["input_ids"], batch["labels"] = mask_tokens(
+            batch["input_ids"], mask_id=self.mask_id, special=self.special, rate=self.rate,
+            attention_mask=batch["attention_mask"], generator=gen, continuation=self.continuation,
+            row_offset=s.rank * s.batch_size, rows_total=s.global_batch, width=s.data.seq_len)
+        return batch
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)
+
+
+def build_model(settings: ModelSettings, tokenizer, seq_len: int):
+    """A BertForMaskedLM for `tokenizer`, checked against the data: vocab size and sequence length."""
+    from nanobert.model.bert import BertConfig, BertForMaskedLM
+
+    if settings.init_from:
+        model = BertForMaskedLM.from_pretrained(settings.init_from, hidden_dropout_prob=settings.dropout,
+                                                attention_probs_dropout_prob=settings.dropout).train()
+    else:
+        sizes = {k: getattr(settings, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                   "intermediate_size") if getattr(settings, k) is not None}
+        if "hidden_size" in sizes and "intermediate_size" not in sizes:
+            sizes["intermediate_size"] = 4 * sizes["hidden_size"]
+        config = BertConfig.from_preset(
+            settings.preset, **sizes, vocab_size=settings.vocab_size or tokenizer.vocab_size,
+            max_position_embeddings=settings.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
+            hidden_dropout_prob=settings.dropout, attention_probs_dropout_prob=settings.dropout)
+        model = BertForMaskedLM(config)
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise NanobertError(f"the model's vocab_size is {model.config.vocab_size} but the data's tokenizer has "
+                            f"{tokenizer.vocab_size} tokens; set model.vocab_size to {tokenizer.vocab_size} "
+                            f"or prepare the data with the model's tokenizer")
+    if seq_len > model.config.max_position_embeddings:
+        raise NanobertError(f"the data's sequences have {seq_len} tokens but the model has only "
+                            f"{model.config.max_position_embeddings} positions; raise model.max_position_embeddings "
+                            f"or prepare with a shorter seq-len")
+    return model
+
+
+@torch.no_grad()
+def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-k (token, probability) for each [MASK] in `text`.
+
+    Example: fill_mask(model, tok, "Paris is the capital of [MASK].") -> [[("france", 0.41), ...]].
+    """
+    was_training = model.training
+    model.eval()
+    ids = torch.tensor([tokenizer.encode(text)], device=next(model.parameters()).device)  # (1, T)
+    logits, _ = model(ids)  # (1, T, V)
+    model.train(was_training)
+    out = []
+    for pos in (ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist():
+        probs = logits[0, pos].float().softmax(-1)  # (V,)
+        top = probs.topk(top_k)
+        out.append([(tokenizer.id_to_token(i), float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())])
+    return out
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopState:
+    """Run MLM pretraining as `cfg` says (see the module docstring); returns the loop's final state."""
+    from nanobert.tokenizers import load_tokenizer
+
+    if not 0 < cfg.data.mask_rate < 1:
+        raise NanobertError(f"data.mask_rate must be between 0 and 1, got {cfg.data.mask_rate}")
+    meta = read_meta(cfg.data.dir)
+    tokenizer = load_tokenizer(Path(cfg.data.dir) / meta["tokenizer"]["dir"])
+    if getattr(tokenizer, "mask_token_id", None) is None:
+        raise NanobertError(f"the tokenizer in {cfg.data.dir} has no [MASK] token; MLM needs a WordPiece tokenizer")
+    info = distributed.setup(cfg.train.device)
+    try:
+        torch.manual_seed(cfg.seed)  # the same initial weights on every process
+        model = build_model(cfg.model, tokenizer, int(meta["seq_len"]))
+        torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout differs between processes
+        train_data = TokenShards(cfg.data.dir, "train")
+        stream = BatchStream(train_data, cfg.data.batch_size, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
+                             rank=info.rank, world_size=info.world_size)
+        batches = MaskedBatches(stream, tokenizer, cfg.data.mask_rate, cfg.seed, cfg.data.whole_word)
+        eval_data = None
+        val = TokenShards(cfg.data.dir, "val")
+        if cfg.data.eval_batches > 0 and len(val) >= cfg.data.batch_size * info.world_size:
+            val_stream = MaskedBatches(BatchStream(val, cfg.data.batch_size, seed=cfg.seed,
+                                                   pad_id=tokenizer.pad_token_id, rank=info.rank,
+                                                   world_size=info.world_size, shuffle=False),
+                                       tokenizer, cfg.data.mask_rate, cfg.seed + 1, cfg.data.whole_word)
+            n = min(cfg.data.eval_batches, len(val_stream.stream))
+            val_batches = [next(val_stream) for _ in range(n)]
+            eval_data = lambda: val_batches  # noqa: E731  the same masked batches at every evaluation
+        else:
+            log.warning("no validation: the val split has %d sequences (need %d)", len(val),
+                        cfg.data.batch_size * info.world_size)
+        log.info("model: %s parameters; data: %s train sequences of <= %d tokens", f"{model.num_parameters():,}",
+                 f"{len(train_data):,}", train_data.seq_len)
+        state = train(model, batches, cfg.train, cfg.out_dir, eval_data=eval_data, resume=resume,
+                      callbacks=callbacks, info=info, run_config=to_dict(cfg))
+        if info.is_main:
+            model.save_pretrained(Path(cfg.out_dir) / "model", tokenizer=tokenizer)
+            for text in cfg.samples:
+                if "[MASK]" in text:
+                    preds = fill_mask(model, tokenizer, text)
+                    log.info("fill-mask %r -> %s", text, " | ".join(
+                        ", ".join(f"{t} {p:.2f}" for t, p in top[:5]) for top in preds))
+        return state
+    finally:
+        distributed.cleanup()

@@ -1,0 +1,120 @@
+"""Training checkpoints that survive a kill at any moment and resume bit for bit.
+
+A checkpoint is a directory `step-00001200/` holding everything the next step depends on:
+
+    model.safetensors   the weights (shared/tied tensors stored once)
+    optimizer.pt        AdamW moments and step counts (read back with weights_only=True)
+    rng.safetensors     every process's torch (and CUDA) generator states
+    state.json          step, data position, Python/NumPy RNG states, metrics, config
+
+It is written under a temporary name and renamed into place (`fileio.atomic_dir`), so a
+directory named `step-*` is always complete; after each save only the newest `keep` remain.
+The learning rate is a pure function of the step and masking a pure function of the data
+position, so nothing else needs saving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from nanobert.errors import NanobertError
+from nanobert.fileio import atomic_dir
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def capture_rng() -> dict:
+    """This process's RNG states: {"torch": ByteTensor, "cuda": [ByteTensor...], "numpy": [...], "python": [...]}."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
+    }
+
+
+def restore_rng(state: dict) -> None:
+    """Inverse of `capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints in `run_dir`, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if p.is_dir() and _NAME.match(p.name)]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint in `run_dir`, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict, rng_states: list[dict], keep: int = 3) -> Path:
+    """Write `run_dir/step-{step:08d}` atomically, then delete all but the newest `keep` checkpoints.
+
+    `state` is JSON-able (data position, metrics, config); `rng_states` holds one `capture_rng()`
+    per process, in rank order.
+    """
+    path = Path(run_dir) / f"step-{step:08d}"
+    with atomic_dir(path) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        tensors, host = {}, []
+        for r, s in enumerate(rng_states):
+            tensors[f"rank{r}.torch"] = s["torch"]
+            for i, c in enumerate(s["cuda"]):
+                tensors[f"rank{r}.cuda{i}"] = c
+            host.append({"numpy": s["numpy"], "python": s["python"], "num_cuda": len(s["cuda"])})
+        save_file(tensors, str(tmp / "rng.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "rng": host}) + "\n", encoding="utf-8")
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    log.debug("saved checkpoint %s", path)
+    return path
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    rank: int = 0) -> dict:
+    """Load weights (and optimizer state) from checkpoint `path`; restore `rank`'s RNG states; return state.json."""
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise NanobertError(f"{path} is not a checkpoint (no state.json); pass a step-XXXXXXXX directory")
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise NanobertError(f"checkpoint {path} does not fit this model: missing {sorted(missing)[:5]}, "
+                            f"unexpected {sorted(unexpected)[:5]}; resume with the same model settings")
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    tensors = load_file(str(path / "rng.safetensors"))
+    hosts = state.pop("rng")
+    if rank >= len(hosts):
+        raise NanobertError(f"checkpoint {path} was written by {len(hosts)} processes; resume with as many")
+    host = hosts[rank]
+    restore_rng({"torch": tensors[f"rank{rank}.torch"],
+                 "cuda": [tensors[f"rank{rank}.cuda{i}"] for i in range(host["num_cuda"])],
+                 "numpy": host["numpy"], "python": host["python"]})
+    return state

@@ -1,0 +1,277 @@
+"""One straight training function for any model that returns `(logits, loss)`.
+
+    result = train(model, batches, LoopConfig(max_steps=1000, lr=1e-3), out_dir="runs/x",
+                   eval_data=lambda: val_batches, callbacks=[my_callback])
+
+The contract, all of it:
+
+- `model(**batch)` returns `(logits, loss)`; `loss` is the mean over the batch's targets. Used for
+  masked LM (BERT, sparse logits `(M, V)`) and causal LM (GPT, dense logits `(B, T, V)`) alike.
+- `batches` is an endless iterator of dicts of tensors, each one micro-batch for this process.
+  If a batch has `labels`, targets are the positions with `labels != -100`: micro-batches (and
+  processes) are weighted by their share of targets, so accumulation and DDP give exactly the
+  mean over the whole global batch. If `batches` has `state_dict()` / `load_state_dict()`, its
+  position is saved in checkpoints and restored on resume.
+- `eval_data()` returns a fresh, finite iterable of this process's validation batches.
+- `callbacks` are objects with any of `on_step_end(state)`, `on_eval(state, metrics)`,
+  `on_checkpoint(state, path)`, `on_train_end(state)`; `state` is a `LoopState`.
+
+Each step: learning rate -> eval / checkpoint -> micro-steps (forward, backward) -> clip -> optimizer
+step -> zero grads -> log. A non-finite loss or gradient stops the run with `NanobertError` before
+the optimizer touches the weights, so the last checkpoint stays the last good one. Checkpoints hold
+everything the following steps depend on, so `resume=True` after a kill at any moment ends with
+the same weights, bit for bit on CPU, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from nanobert.errors import NanobertError
+from nanobert.train import checkpoints, distributed
+from nanobert.train.metrics import MetricsLogger, count_correct, perplexity
+from nanobert.train.optim import make_optimizer
+from nanobert.train.plots import plot_learning_curves
+from nanobert.train.schedule import lr_at
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopConfig:
+    max_steps: int = 1000  # optimizer steps (each = grad_accum micro-batches on every process)
+    lr: float = 1e-3  # peak learning rate, reached at the end of warmup
+    min_lr: float = 5e-5  # floor the schedule decays to and then holds
+    warmup_steps: int = 100  # linear warmup from 0: large early updates on random weights diverge
+    decay_steps: int | None = None  # None: decay over max_steps - warmup_steps
+    schedule: str = "cosine"  # cosine | linear | constant
+    weight_decay: float = 0.01  # on >= 2-D weights only (see optim.py)
+    beta1: float = 0.9
+    beta2: float = 0.98  # 0.98 rather than 0.999: steadier for transformers at high learning rates
+    eps: float = 1e-6
+    grad_accum: int = 1  # micro-batches per optimizer step (a larger batch without more memory)
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    eval_every: int = 200  # steps between validation passes (also at step 0 and at the end)
+    checkpoint_every: int = 500  # steps between checkpoints (also at the end); 0: only at the end
+    max_checkpoints: int = 3  # keep this many newest checkpoints
+    log_every: int = 10  # steps between train-metric rows in the CSV / log
+    precision: str = "auto"  # auto (bf16 autocast on GPUs that support it, else fp32) | fp32 | bf16
+    compile: bool = False  # torch.compile the model: faster steps after a slow first one
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    progress: bool = True  # tqdm bar with loss, tokens/s and ETA
+    tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
+    plots: bool = True  # write loss.png / accuracy.png at the end
+
+
+@dataclass
+class LoopState:
+    step: int  # optimizer steps done
+    lr: float
+    loss: float  # last step's mean training loss (over all processes)
+    tokens: int  # tokens seen so far (all processes)
+    model: torch.nn.Module  # the plain model (not DDP-wrapped)
+    optimizer: torch.optim.Optimizer
+    info: distributed.DistInfo
+    metrics: dict = field(default_factory=dict)  # last validation metrics
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "auto":
+        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    elif precision in ("bf16", "fp32"):
+        use_bf16 = precision == "bf16"
+    else:
+        raise NanobertError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+    if not use_bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _num_targets(batch: dict) -> int:
+    labels = batch.get("labels")
+    return int((labels != -100).sum()) if torch.is_tensor(labels) else 1
+
+
+def _num_tokens(batch: dict) -> int:
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if torch.is_tensor(mask) else int(batch["input_ids"].numel())
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: Iterable[dict], device: torch.device,
+             precision: str = "fp32") -> dict:
+    """Mean loss over all targets, accuracy and perplexity of `model` on `batches` (summed over processes)."""
+    autocast = _autocast(precision, device)
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64)  # loss * targets, correct, targets
+    for batch in batches:
+        batch = _to(batch, device)
+        with autocast():
+            logits, loss = model(**batch)
+        n = _num_targets(batch)
+        correct = count_correct(logits, batch["labels"])[0] if "labels" in batch else 0
+        totals += torch.tensor([float(loss) * n, correct, n], dtype=torch.float64)
+    model.train(was_training)
+    loss_sum, correct, n = distributed.all_reduce_sum(totals).tolist()
+    if n == 0:
+        return {}
+    loss = loss_sum / n
+    return {"loss": loss, "accuracy": correct / n, "perplexity": perplexity(loss)}
+
+
+def _call(callbacks, name: str, *args) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            fn(*args)
+
+
+def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_dir: str | Path | None = None, *,
+          eval_data: Callable[[], Iterable[dict]] | None = None, optimizer: torch.optim.Optimizer | None = None,
+          resume: bool | str | Path = False, callbacks: Iterable = (), info: distributed.DistInfo | None = None,
+          run_config: dict | None = None) -> LoopState:
+    """Train `model` for `cfg.max_steps` optimizer steps; checkpoints, logs and plots go to `out_dir`.
+
+    `resume=True` continues from the newest checkpoint in `out_dir` (a path picks one). `info`
+    comes from `distributed.setup()` (default: one process on `cfg.device`). `run_config` is
+    stored in checkpoints for the record. Returns the final `LoopState`.
+    """
+    info = info or distributed.DistInfo(device=distributed.pick_device(cfg.device))
+    callbacks = list(callbacks)
+    model.to(info.device)
+    if optimizer is None:
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps)
+    decay_steps = cfg.decay_steps if cfg.decay_steps is not None else max(1, cfg.max_steps - cfg.warmup_steps)
+    autocast = _autocast(cfg.precision, info.device)
+    out_dir = Path(out_dir) if out_dir is not None else None
+
+    start_step, tokens = 0, 0
+    if resume:
+        if out_dir is None and not isinstance(resume, (str, Path)):
+            raise NanobertError("resume needs the run's output directory")
+        ckpt = Path(resume) if isinstance(resume, (str, Path)) else checkpoints.latest_checkpoint(out_dir)
+        if ckpt is None:
+            raise NanobertError(f"nothing to resume: no checkpoint in {out_dir}; run without --resume")
+        saved = checkpoints.load_checkpoint(ckpt, model, optimizer, rank=info.rank)
+        start_step, tokens = saved["step"], saved.get("tokens", 0)
+        if saved.get("data") is not None and hasattr(batches, "load_state_dict"):
+            batches.load_state_dict(saved["data"])
+        log.info("resuming from %s (step %d)", ckpt, start_step)
+    elif out_dir is not None and checkpoints.latest_checkpoint(out_dir) is not None:
+        raise NanobertError(f"{out_dir} already holds checkpoints; pass --resume to continue it or pick a new out-dir")
+
+    logger = MetricsLogger(out_dir, start_step if resume else None, cfg.tensorboard) \
+        if out_dir is not None and info.is_main else None
+    train_model = distributed.wrap(model, info)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    state = LoopState(step=start_step, lr=0.0, loss=float("nan"), tokens=tokens, model=model,
+                      optimizer=optimizer, info=info)
+    bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
+               dynamic_ncols=True, unit="step")
+    t_last, tokens_last = time.perf_counter(), tokens
+    model.train()
+    try:
+        while True:
+            step = state.step
+            # 1. learning rate: a pure function of the step, so nothing to restore on resume
+            state.lr = lr_at(step, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+                             decay_steps=decay_steps, kind=cfg.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = state.lr
+            # 2. eval and checkpoint (skipped at the step we resumed at: done before the kill)
+            fresh = not (resume and step == start_step)
+            if eval_data is not None and fresh and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                state.metrics = evaluate(model, eval_data(), info.device, cfg.precision)
+                if state.metrics:
+                    log.info("step %d val loss %.4f accuracy %.4f perplexity %.2f", step,
+                             state.metrics["loss"], state.metrics["accuracy"], state.metrics["perplexity"])
+                    if logger:
+                        logger.log(step, "val", **state.metrics)
+                    _call(callbacks, "on_eval", state, state.metrics)
+            if out_dir is not None and fresh and step > 0 and (
+                    step == cfg.max_steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                rngs = distributed.all_gather_objects(checkpoints.capture_rng())
+                if info.is_main:
+                    data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
+                    path = checkpoints.save_checkpoint(
+                        out_dir, step, model, optimizer, {"tokens": state.tokens, "data": data_pos,
+                                                          "metrics": state.metrics, "config": run_config},
+                        rngs, keep=cfg.max_checkpoints)
+                    _call(callbacks, "on_checkpoint", state, path)
+                distributed.barrier()
+            if step >= cfg.max_steps:
+                break
+            # 3. micro-steps: forward and backward, each weighted by its share of the global targets
+            try:
+                micro = [_to(next(batches), info.device) for _ in range(cfg.grad_accum)]
+            except StopIteration:
+                log.warning("the batch iterator ran out at step %d; stopping", step)
+                break
+            counts = [_num_targets(b) for b in micro]
+            total = distributed.all_reduce_sum(torch.tensor(float(sum(counts)), dtype=torch.float64)).item()
+            sums = torch.zeros(4, dtype=torch.float64)  # weighted loss, correct, targets, tokens
+            for i, batch in enumerate(micro):
+                last = i == len(micro) - 1
+                sync = contextlib.nullcontext() if last or not info.enabled else train_model.no_sync()
+                weight = counts[i] / total * info.world_size if total > 0 else 1.0 / len(micro)
+                with sync:
+                    with autocast():
+                        logits, loss = train_model(**batch)
+                    (loss * weight).backward()
+                correct = count_correct(logits.detach(), batch["labels"])[0] if "labels" in batch else 0
+                sums += torch.tensor([loss.item() * weight / info.world_size, correct, counts[i],
+                                      _num_tokens(batch)], dtype=torch.float64)
+            # 4. stop on a non-finite loss or gradient before the weights are touched
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0
+                                                       else float("inf"))
+            sums = distributed.all_reduce_sum(torch.cat([sums, grad_norm.detach().double().reshape(1).cpu()]))
+            step_loss, correct, n, step_tokens, _ = sums.tolist()
+            if not (math.isfinite(step_loss) and math.isfinite(float(grad_norm))):
+                last_good = checkpoints.latest_checkpoint(out_dir) if out_dir is not None else None
+                raise NanobertError(f"the loss became {'NaN' if math.isnan(step_loss) else step_loss} at step "
+                                    f"{step + 1}; stopped without updating the weights; last good checkpoint: "
+                                    f"{last_good or 'none'}; lower the learning rate or raise warmup-steps")
+            # 5. optimizer step, zero grads
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step, state.loss, state.tokens = step + 1, step_loss, state.tokens + int(step_tokens)
+            # 6. log
+            now = time.perf_counter()
+            tok_s = (state.tokens - tokens_last) / max(now - t_last, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{state.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+            if logger and (state.step % cfg.log_every == 0 or state.step == cfg.max_steps):
+                acc = correct / n if n else float("nan")
+                logger.log(state.step, "train", loss=step_loss, accuracy=acc, perplexity=perplexity(step_loss),
+                           lr=state.lr, tokens_per_s=tok_s)
+                log.debug("step %d loss %.4f lr %.3g tokens/s %.0f", state.step, step_loss, state.lr, tok_s)
+                t_last, tokens_last = now, state.tokens
+            _call(callbacks, "on_step_end", state)
+    finally:
+        bar.close()
+        if logger:
+            logger.close()
+    _call(callbacks, "on_train_end", state)
+    if logger and cfg.plots:
+        plot_learning_curves(out_dir / "metrics.csv", out_dir)
+    return state
+
+
+def loop_config_dict(cfg: LoopConfig) -> dict:
+    """The config as a plain dict (for the record in checkpoints and logs)."""
+    return asdict(cfg)
