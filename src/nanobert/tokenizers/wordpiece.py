@@ -47,6 +47,9 @@ class _PieceCache(dict):
         ids = self[word] = tuple(i for i, _ in self.split(word))
         return ids
 
+    def __reduce__(self):  # pickle (for worker processes) as an empty cache
+        return (type(self), (self.split,))
+
 
 def load_vocab(path: str | os.PathLike) -> dict[str, int]:
     """`vocab.txt` (one token a line, id = line number) as a dict; a NanobertError if malformed."""
