@@ -88,6 +88,8 @@ class BertConfig:
             self.num_labels = len(self.id2label)
         if self.label2id is not None:
             self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
+        elif self.id2label is not None:
+            self.label2id = {name: i for i, name in self.id2label.items()}
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             if int(getattr(self, name)) <= 0:
                 raise NanobertError(f"{name} must be positive, got {getattr(self, name)}")
