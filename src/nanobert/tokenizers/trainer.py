@@ -1,0 +1,142 @@
+"""Learning a subword vocabulary: count the words of a corpus, then merge the most frequent pairs.
+
+Both trainers use this: byte-level BPE merges byte characters (`"h" + "e" -> "he"`); WordPiece
+merges characters whose non-initial ones carry "##" (`"h" + "##e" -> "he"`, `"##e" + "##s" -> "##es"`),
+which is how Hugging Face's WordPiece trainer learns its vocabulary as well.
+
+The merge loop keeps, for every adjacent pair, its count (weighted by word frequency) and the
+words it occurs in; a heap finds the most frequent pair. After a merge only the words that held
+the pair change, and only their pair counts are updated. Heap entries are not removed when a
+count drops: a popped entry whose count is stale is pushed back with its current count.
+"""
+
+from __future__ import annotations
+
+import gzip
+import heapq
+import logging
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from nanobert.errors import NanobertError
+
+log = logging.getLogger(__name__)
+
+
+def iter_lines(files_or_texts, progress: bool = False) -> Iterator[str]:
+    """Lines of the corpus: each item is a file (a Path, or a str naming an existing file; `.gz` is
+    read compressed) or else a text. A single path or text may be passed without a list."""
+    if isinstance(files_or_texts, (str, os.PathLike)):
+        files_or_texts = [files_or_texts]
+    for item in files_or_texts:
+        is_file = isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item
+                                                   and len(item) < 4096 and os.path.isfile(item))
+        if not is_file:
+            if not isinstance(item, str):
+                raise NanobertError(f"training input must be file paths or strings, got {type(item).__name__}")
+            yield from item.split("\n")
+            continue
+        path = Path(item)
+        if not path.is_file():
+            raise NanobertError(f"training file not found: {path}")
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                for line in tqdm(f, desc=f"reading {path.name}", unit=" lines", disable=not progress):
+                    yield line
+        except UnicodeDecodeError as e:
+            raise NanobertError(f"{path} is not valid UTF-8 (byte {e.start} of a chunk): re-encode it as UTF-8") from None
+        except (OSError, EOFError) as e:
+            raise NanobertError(f"cannot read {path}: {e}") from None
+
+
+def count_words(files_or_texts, split: Callable[[str], list[str]], progress: bool = False) -> Counter:
+    """How often each word (as cut by `split`) occurs. Example: `["a b a"]`, str.split -> {a: 2, b: 1}."""
+    counts: Counter = Counter()
+    for line in iter_lines(files_or_texts, progress):
+        counts.update(split(line))
+    if not counts:
+        raise NanobertError("the training corpus is empty: give files with text in them")
+    return counts
+
+
+def learn_merges(word_counts: dict[tuple[str, ...], int], n_merges: int, min_frequency: int = 2,
+                 join: Callable[[str, str], str] = str.__add__, progress: bool = False) -> list[tuple[str, str]]:
+    """Up to `n_merges` merges, most frequent pair first (ties: the smaller pair), while count >= min_frequency.
+
+    Example: `{("a", "b", "c"): 3, ("a", "b"): 2}`, 2 merges -> `[("a", "b"), ("ab", "c")]`.
+    """
+    words = [list(w) for w in word_counts]
+    freqs = list(word_counts.values())
+    pair_counts: dict[tuple[str, str], int] = defaultdict(int)
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, (w, c) in enumerate(zip(words, freqs)):
+        for pair in zip(w, w[1:]):
+            pair_counts[pair] += c
+            where[pair].add(i)
+    heap = [(-c, pair) for pair, c in pair_counts.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    bar = tqdm(total=n_merges, desc="merges", unit=" merges", disable=not progress)
+    while len(merges) < n_merges and heap:
+        neg, pair = heapq.heappop(heap)
+        count = pair_counts.get(pair, 0)
+        if count != -neg:  # stale entry: its count fell since it was pushed
+            if count > 0:
+                heapq.heappush(heap, (-count, pair))
+            continue
+        if count < min_frequency:
+            break
+        merges.append(pair)
+        bar.update(1)
+        a, b = pair
+        new = join(a, b)
+        grown: set[tuple[str, str]] = set()
+        for i in where.pop(pair):
+            w, c = words[i], freqs[i]
+            merged, k, n = [], 0, len(w)
+            while k < n:
+                if k + 1 < n and w[k] == a and w[k + 1] == b:
+                    merged.append(new)
+                    k += 2
+                else:
+                    merged.append(w[k])
+                    k += 1
+            if len(merged) == n:  # the pair left this word in an earlier merge
+                continue
+            for p in zip(w, w[1:]):
+                pair_counts[p] -= c
+            for p in zip(merged, merged[1:]):
+                pair_counts[p] += c
+                where[p].add(i)
+                if new in p:
+                    grown.add(p)
+            words[i] = merged
+        pair_counts.pop(pair, None)
+        for p in grown:
+            heapq.heappush(heap, (-pair_counts[p], p))
+    bar.close()
+    log.info("learned %d merges", len(merges))
+    return merges
+
+
+def top_symbols(word_counts: dict[tuple[str, ...], int], limit: int | None) -> set[str]:
+    """The `limit` most frequent symbols (all when None). Example: `{("a", "b"): 2, ("a",): 1}`, 1 -> {"a"}."""
+    counts: Counter = Counter()
+    for w, c in word_counts.items():
+        for s in w:
+            counts[s] += c
+    return {s for s, _ in counts.most_common(limit)}
+
+
+def filter_words(word_counts: dict[tuple[str, ...], int], keep: set[str]) -> dict[tuple[str, ...], int]:
+    """Only the words made entirely of symbols in `keep`."""
+    return {w: c for w, c in word_counts.items() if all(s in keep for s in w)}
+
+
+def alphabet_of(words: Iterable[tuple[str, ...]]) -> set[str]:
+    return {s for w in words for s in w}
