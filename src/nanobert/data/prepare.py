@@ -57,7 +57,7 @@ class PrepareConfig:
     val_fraction: float = 0.005  # share of sequences for validation (enwiki: ~500 sequences)
     test_fraction: float = 0.005  # share held out for the final test
     seed: int = 0  # decides the split; same inputs + same seed = same split
-    shard_size: int = 200_000  # sequences per shard file; several shards are read round-robin
+    shard_size: int = 50_000  # sequences per shard file (enwiki: 3 train shards, read round-robin)
     min_tokens: int = 8  # drop sequences shorter than this (stray headings), special tokens included
     text_column: str = "text"  # field holding the text in JSONL / parquet inputs
     num_workers: int = 0  # tokenizing processes; 0: one per CPU core

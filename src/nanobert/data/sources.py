@@ -74,24 +74,41 @@ def _lines(path: Path) -> Iterator[str]:
         raise NanobertError(f"cannot read {path}: {e}") from None
 
 
+def _paragraphs(lines: list[str], one_per_line: bool) -> str:
+    """Paragraphs joined by newlines: each non-blank line (WikiText), or blank-line-separated blocks (books)."""
+    if one_per_line:
+        return "\n".join(line.strip() for line in lines if line.strip())
+    paras, cur = [], []
+    for line in lines + [""]:
+        if line.strip():
+            cur.append(line.strip())
+        elif cur:
+            paras.append(" ".join(cur))
+            cur = []
+    return "\n".join(paras)
+
+
 def read_text_file(path: str | Path) -> Iterator[str]:
     """Documents of a .txt/.txt.gz file: one per ` = Title = ` article if it has such headers, else the whole file.
 
-    Example: " = A = \\n\\nx y\\n = B = \\nz\\n" -> ["x y", "z"] (titles dropped, blank lines dropped).
+    In an article each line is a paragraph; in a plain file (a book, hard-wrapped) paragraphs are
+    separated by blank lines and their lines are joined.
+    Example: " = A = \\n\\nx y\\n = B = \\nz\\n" -> ["x y", "z"];  "a\\nb\\n\\nc" -> ["a b\\nc"].
     """
     path = Path(path)
-    doc: list[str] = []
+    lines: list[str] = []
+    titled = False
     for line in _lines(path):
         if _TITLE.match(line):
+            doc = _paragraphs(lines, titled)
             if doc:
-                yield "\n".join(doc)
-            doc = []
-            continue
-        line = line.strip()
-        if line:
-            doc.append(line)
+                yield doc
+            lines, titled = [], True
+        else:
+            lines.append(line)
+    doc = _paragraphs(lines, titled)
     if doc:
-        yield "\n".join(doc)
+        yield doc
 
 
 def read_jsonl(path: str | Path, text_column: str = "text") -> Iterator[str]:

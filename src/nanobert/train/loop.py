@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoopConfig:
     max_steps: int = 1000  # optimizer steps (each = grad_accum micro-batches on every process)
+    time_limit_min: float = 0.0  # also stop (eval, checkpoint, save) after this many minutes; 0: no limit
     lr: float = 1e-3  # peak learning rate, reached at the end of warmup
     min_lr: float = 5e-5  # floor the schedule decays to and then holds
     warmup_steps: int = 100  # linear warmup from 0: large early updates on random weights diverge
@@ -184,10 +185,15 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
     bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
                dynamic_ncols=True, unit="step")
     t_last, tokens_last = time.perf_counter(), tokens
+    deadline = time.monotonic() + 60 * cfg.time_limit_min if cfg.time_limit_min > 0 else None
     model.train()
     try:
         while True:
             step = state.step
+            final = step >= cfg.max_steps
+            if deadline is not None and not final:  # every process must agree to stop at the same step
+                late = torch.tensor(float(time.monotonic() >= deadline))
+                final = distributed.all_reduce_sum(late).item() > 0
             # 1. learning rate: a pure function of the step, so nothing to restore on resume
             state.lr = lr_at(step, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
                              decay_steps=decay_steps, kind=cfg.schedule)
@@ -195,7 +201,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
                 group["lr"] = state.lr
             # 2. eval and checkpoint (skipped at the step we resumed at: done before the kill)
             fresh = not (resume and step == start_step)
-            if eval_data is not None and fresh and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            if eval_data is not None and fresh and (step % cfg.eval_every == 0 or final):
                 state.metrics = evaluate(model, eval_data(), info.device, cfg.precision)
                 if state.metrics:
                     log.info("step %d val loss %.4f accuracy %.4f perplexity %.2f", step,
@@ -204,7 +210,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
                         logger.log(step, "val", **state.metrics)
                     _call(callbacks, "on_eval", state, state.metrics)
             if out_dir is not None and fresh and step > 0 and (
-                    step == cfg.max_steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                    final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                 rngs = distributed.all_gather_objects(checkpoints.capture_rng())
                 if info.is_main:
                     data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
@@ -214,7 +220,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
                         rngs, keep=cfg.max_checkpoints)
                     _call(callbacks, "on_checkpoint", state, path)
                 distributed.barrier()
-            if step >= cfg.max_steps:
+            if final:
                 break
             # 3. micro-steps: forward and backward, each weighted by its share of the global targets
             try:
