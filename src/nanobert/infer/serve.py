@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Callable, Union
 
 from nanobert.errors import NanobertError
-from nanobert.infer.pipelines import FillMaskPipeline, load_pipelines
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +128,8 @@ def create_app(model: str | Path, config: ServeConfig | None = None, **pipeline_
     except ImportError as e:
         raise NanobertError("the server needs fastapi and uvicorn: pip install 'nanobert[serve]'") from e
 
+    from nanobert.infer.pipelines import load_pipelines  # torch loads here, not when the CLI builds its parser
+
     cfg = config or ServeConfig()
     pipes = load_pipelines(model, batch_size=cfg.max_batch_size, **pipeline_kwargs)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanobert-model")
@@ -159,8 +160,7 @@ def create_app(model: str | Path, config: ServeConfig | None = None, **pipeline_
         return texts
 
     def fill_batch(items):  # items: (token ids, top_k) pairs
-        fill: FillMaskPipeline = pipes["fill-mask"]
-        found = fill.predict_ids([ids for ids, _ in items], max(k for _, k in items))
+        found = pipes["fill-mask"].predict_ids([ids for ids, _ in items], max(k for _, k in items))
         return [[candidates[:k] for candidates in per_mask] for per_mask, (_, k) in zip(found, items)]
 
     def embed_batch(texts):

@@ -1,0 +1,56 @@
+"""`nanobert export onnx`: an ONNX graph checked against PyTorch, optionally optimized and int8-quantized."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 60
+
+_EPILOG = """\
+The graph takes input_ids, attention_mask and token_type_ids (int64, dynamic batch and sequence)
+and returns what the task needs: logits at the [MASK] positions (fill-mask), class logits
+(classify) or L2-normalised mean-pooled embeddings (embed). The task, config and tokenizer travel
+in the file's metadata, so `nanobert fill-mask|classify|embed --model FILE.onnx` and
+`nanobert serve --model FILE.onnx` need nothing else.
+
+Before the file is written the fp32 graph is run on a probe batch of another shape and compared
+with PyTorch; a difference above --atol (1e-4) aborts the export and writes nothing.
+
+examples:
+  nanobert export onnx --model runs/sst2 --out sst2.onnx
+  nanobert export onnx --model runs/sst2 --out sst2-int8.onnx --int8 --optimize   (fastest on CPU)
+  nanobert export onnx --model minilm/ --out minilm-embed.onnx --task embed
+"""
+
+
+def _export(args) -> int:
+    from nanobert.infer.onnx import export_onnx
+
+    r = export_onnx(args.model, args.out, int8=args.int8, optimize=args.optimize, task=args.task, opset=args.opset, atol=args.atol)
+    print(f"exported {args.model} ({r.task}) to {r.path}: {r.size_bytes / 2**20:.1f} MiB")
+    print(f"  fp32 graph vs PyTorch: max abs diff {r.max_abs_diff:.2e} (limit {args.atol:g})")
+    if r.fused_ops:
+        print("  fused: " + ", ".join(f"{k} x{v}" for k, v in r.fused_ops.items()))
+    if r.int8_max_abs_diff is not None:
+        print(f"  int8 graph vs PyTorch: max abs diff {r.int8_max_abs_diff:.2e} (dynamic quantization)")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX for ONNX Runtime", description="Export a model for fast runtimes.")
+    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    o = formats.add_parser(
+        "onnx",
+        help="ONNX graph with dynamic batch and sequence axes",
+        description="Export a model directory to an ONNX file, checked against PyTorch before it is written.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    o.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, vocab.txt)")
+    o.add_argument("--out", required=True, help="the .onnx file to write")
+    o.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the weights (smaller, faster on CPU)")
+    o.add_argument("--optimize", action="store_true", help="fuse LayerNorm/residual/GELU/attention into ONNX Runtime's fused operators")
+    o.add_argument("--task", choices=["fill-mask", "classify", "embed"], default=None, help="what the graph computes (default: the model's own task)")
+    o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    o.add_argument("--atol", type=float, default=1e-4, help="largest allowed fp32 difference from PyTorch (default 1e-4)")
+    o.set_defaults(func=_export)
