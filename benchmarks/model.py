@@ -13,10 +13,19 @@ Three measurements per size, each as tokens/s for ours and theirs and the ratio 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+# Run as a script, this folder comes first on sys.path, where benchmarks/tokenizers.py would shadow
+# the `tokenizers` package that transformers imports.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+
+CLOCK = time.perf_counter
 
 
 def timed_pair(fn_a, fn_b, repeats: int, warmup: int = 1) -> tuple[float, float]:
@@ -27,9 +36,9 @@ def timed_pair(fn_a, fn_b, repeats: int, warmup: int = 1) -> tuple[float, float]
     times_a, times_b = [], []
     for _ in range(repeats):
         for fn, times in ((fn_a, times_a), (fn_b, times_b)):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            times.append(time.perf_counter() - t0)
+            times.append(CLOCK() - t0)
     return sorted(times_a)[len(times_a) // 2], sorted(times_b)[len(times_b) // 2]
 
 
@@ -103,11 +112,15 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this process's CPU time, steadier than wall time on a busy machine (use --threads 1)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch} x {args.seq}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, batch {args.batch} x {args.seq}")
     print(f"{'size':<8} {'measure':<10} {'ours tok/s':>12} {'HF tok/s':>12} {'ratio':>7}")
     for name in args.sizes.split(","):
         for what, ours, theirs in bench_size(name, args.batch, args.seq, args.repeats, args.vocab):

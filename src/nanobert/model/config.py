@@ -134,8 +134,11 @@ class BertConfig:
         if unknown:
             log.debug("config keys not used by nanobert: %s", ", ".join(unknown))
         kwargs = {k: v for k, v in d.items() if k in names}
-        if kwargs.get("id2label") and "num_labels" not in d:
+        if kwargs.get("id2label"):
             kwargs["num_labels"] = len(kwargs["id2label"])
+            default = {str(i): f"LABEL_{i}" for i in range(kwargs["num_labels"])}
+            if {str(k): v for k, v in kwargs["id2label"].items()} == default:  # no names given: keep None
+                kwargs["id2label"] = kwargs["label2id"] = None
         try:
             return cls(**kwargs)
         except TypeError as e:

@@ -96,10 +96,13 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         B, T, H = x.shape
-        # One GEMM for q, k and v: the three weights stacked as (3H, H). Same numbers as three Linears.
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
-        bias = None if self.query.bias is None else torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(x, weight, bias)  # (B, T, 3H)
+        if all(type(m) is nn.Linear for m in (self.query, self.key, self.value)):
+            # One GEMM for q, k and v: the three weights stacked as (3H, H). Same numbers as three Linears.
+            weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
+            bias = None if self.query.bias is None else torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            qkv = F.linear(x, weight, bias)  # (B, T, 3H)
+        else:  # a wrapped projection (e.g. LoRA) runs its own forward
+            qkv = torch.cat([self.query(x), self.key(x), self.value(x)], dim=-1)  # (B, T, 3H)
         qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
