@@ -33,8 +33,9 @@ def iter_lines(files_or_texts, progress: bool = False) -> Iterator[str]:
     if isinstance(files_or_texts, (str, os.PathLike)):
         files_or_texts = [files_or_texts]
     for item in files_or_texts:
-        is_file = isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item
-                                                   and len(item) < 4096 and os.path.isfile(item))
+        # A str is a file name only if it looks like one (no whitespace) and the file exists.
+        is_file = isinstance(item, os.PathLike) or (isinstance(item, str) and len(item) < 4096
+                                                   and not any(c.isspace() for c in item) and os.path.isfile(item))
         if not is_file:
             if not isinstance(item, str):
                 raise NanobertError(f"training input must be file paths or strings, got {type(item).__name__}")
@@ -44,12 +45,13 @@ def iter_lines(files_or_texts, progress: bool = False) -> Iterator[str]:
         if not path.is_file():
             raise NanobertError(f"training file not found: {path}")
         opener = gzip.open if path.suffix == ".gz" else open
+        n = 0
         try:
             with opener(path, "rt", encoding="utf-8") as f:
-                for line in tqdm(f, desc=f"reading {path.name}", unit=" lines", disable=not progress):
+                for n, line in enumerate(tqdm(f, desc=f"reading {path.name}", unit=" lines", disable=not progress)):
                     yield line
-        except UnicodeDecodeError as e:
-            raise NanobertError(f"{path} is not valid UTF-8 (byte {e.start} of a chunk): re-encode it as UTF-8") from None
+        except UnicodeDecodeError:
+            raise NanobertError(f"{path} is not valid UTF-8 (near line {n + 1}): re-encode it as UTF-8") from None
         except (OSError, EOFError) as e:
             raise NanobertError(f"cannot read {path}: {e}") from None
 
@@ -66,18 +68,21 @@ def count_words(files_or_texts, split: Callable[[str], list[str]], progress: boo
 
 def learn_merges(word_counts: dict[tuple[str, ...], int], n_merges: int, min_frequency: int = 2,
                  join: Callable[[str, str], str] = str.__add__, progress: bool = False) -> list[tuple[str, str]]:
-    """Up to `n_merges` merges, most frequent pair first (ties: the smaller pair), while count >= min_frequency.
+    """Up to `n_merges` merges, most frequent pair first, while its count >= `min_frequency`.
 
     Example: `{("a", "b", "c"): 3, ("a", "b"): 2}`, 2 merges -> `[("a", "b"), ("ab", "c")]`.
     """
-    words = [list(w) for w in word_counts]
+    # Symbols become ints and a pair (x, y) the int x << 21 | y: cheaper to hash than tuples of str.
+    names = sorted({s for w in word_counts for s in w})
+    index = {s: i for i, s in enumerate(names)}
+    words = [[index[s] for s in w] for w in word_counts]
     freqs = list(word_counts.values())
-    pair_counts: dict[tuple[str, str], int] = defaultdict(int)
-    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    pair_counts: dict[int, int] = defaultdict(int)
+    where: dict[int, set[int]] = defaultdict(set)
     for i, (w, c) in enumerate(zip(words, freqs)):
-        for pair in zip(w, w[1:]):
-            pair_counts[pair] += c
-            where[pair].add(i)
+        for x, y in zip(w, w[1:]):
+            pair_counts[x << 21 | y] += c
+            where[x << 21 | y].add(i)
     heap = [(-c, pair) for pair, c in pair_counts.items()]
     heapq.heapify(heap)
     merges: list[tuple[str, str]] = []
@@ -85,38 +90,48 @@ def learn_merges(word_counts: dict[tuple[str, ...], int], n_merges: int, min_fre
     while len(merges) < n_merges and heap:
         neg, pair = heapq.heappop(heap)
         count = pair_counts.get(pair, 0)
-        if count != -neg:  # stale entry: its count fell since it was pushed
+        if count != -neg:  # stale entry: the count fell since it was pushed
             if count > 0:
                 heapq.heappush(heap, (-count, pair))
             continue
         if count < min_frequency:
             break
-        merges.append(pair)
+        a, b = pair >> 21, pair & 0x1FFFFF
+        merges.append((names[a], names[b]))
         bar.update(1)
-        a, b = pair
-        new = join(a, b)
-        grown: set[tuple[str, str]] = set()
-        for i in where.pop(pair):
-            w, c = words[i], freqs[i]
-            merged, k, n = [], 0, len(w)
-            while k < n:
-                if k + 1 < n and w[k] == a and w[k + 1] == b:
-                    merged.append(new)
-                    k += 2
-                else:
-                    merged.append(w[k])
-                    k += 1
-            if len(merged) == n:  # the pair left this word in an earlier merge
-                continue
-            for p in zip(w, w[1:]):
-                pair_counts[p] -= c
-            for p in zip(merged, merged[1:]):
-                pair_counts[p] += c
-                where[p].add(i)
-                if new in p:
+        new = len(names)
+        names.append(join(names[a], names[b]))
+        grown: set[int] = set()
+        for wi in where.pop(pair):
+            w, c = words[wi], freqs[wi]
+            i = 0
+            while True:  # each occurrence of a b: x a b y -> x new y; pairs (x, a), (b, y) lose c, the new ones gain c
+                try:
+                    i = w.index(a, i)
+                except ValueError:
+                    break
+                if i + 1 == len(w):
+                    break
+                if w[i + 1] != b:
+                    i += 1
+                    continue
+                if i > 0:
+                    x = w[i - 1]  # may be `new` from the previous occurrence: the changes then cancel out
+                    pair_counts[x << 21 | a] -= c
+                    p = x << 21 | new
+                    pair_counts[p] += c
+                    where[p].add(wi)
                     grown.add(p)
-            words[i] = merged
-        pair_counts.pop(pair, None)
+                w[i:i + 2] = [new]
+                if i + 1 < len(w):
+                    y = w[i + 1]
+                    pair_counts[b << 21 | y] -= c
+                    p = new << 21 | y
+                    pair_counts[p] += c
+                    where[p].add(wi)
+                    grown.add(p)
+                i += 1
+        del pair_counts[pair]
         for p in grown:
             heapq.heappush(heap, (-pair_counts[p], p))
     bar.close()
