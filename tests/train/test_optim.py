@@ -1,0 +1,33 @@
+import torch
+from torch import nn
+
+from nanobert.train.optim import make_optimizer, param_groups
+
+
+def test_decay_only_on_matrices_and_tied_weights_once():
+    emb = nn.Embedding(10, 4)
+    model = nn.ModuleDict({"emb": emb, "lin": nn.Linear(4, 3), "norm": nn.LayerNorm(4), "head": nn.Linear(4, 10)})
+    model["head"].weight = emb.weight  # tied, as BERT's decoder
+    decay, no_decay = param_groups(model, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(emb.weight), id(model["lin"].weight)}
+    assert {id(p) for p in no_decay["params"]} == {id(model["lin"].bias), id(model["norm"].weight),
+                                                   id(model["norm"].bias), id(model["head"].bias)}
+
+
+def test_fused_adamw_on_cpu_matches_the_reference_update():
+    torch.manual_seed(0)
+    a, b = nn.Linear(8, 8), nn.Linear(8, 8)
+    b.load_state_dict(a.state_dict())
+    opt_a = make_optimizer(a, lr=1e-2, weight_decay=0.1)
+    opt_b = torch.optim.AdamW([{"params": [b.weight], "weight_decay": 0.1}, {"params": [b.bias], "weight_decay": 0.0}],
+                              lr=1e-2, eps=1e-6, foreach=False)
+    assert opt_a.defaults.get("fused") is True
+    x = torch.randn(4, 8)
+    for _ in range(3):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            m(x).square().sum().backward()
+            o.step()
+            o.zero_grad()
+    torch.testing.assert_close(a.weight, b.weight)
+    torch.testing.assert_close(a.bias, b.bias)
