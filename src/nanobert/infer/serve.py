@@ -202,9 +202,11 @@ def create_app(model: str | Path, config: ServeConfig | None = None, **pipeline_
         if not loc:
             return error(422, 'the body must be a JSON object such as {"inputs": ["a text"]}')
         if loc[0] == "inputs" and first.get("type") != "missing":
-            index = next((p for p in loc[1:] if isinstance(p, int)), None)
-            if index is not None:
-                return error(422, f"inputs[{index}]: must be a string, got {_json_type(first.get('input'))}")
+            # a union: one error per branch; an item index means a list was given with a bad item in it
+            for e in errors:
+                index = next((p for p in e.get("loc", ())[2:] if isinstance(p, int)), None)
+                if index is not None:
+                    return error(422, f"inputs[{index}]: must be a string, got {_json_type(e.get('input'))}")
             return error(422, f"inputs: must be a string or a list of strings, got {_json_type(first.get('input'))}")
         return error(422, f"{'.'.join(map(str, loc))}: {first.get('msg', 'invalid value')}")
 
