@@ -303,15 +303,32 @@ ARCHITECTURES = {
 
 
 def load_model(path: str | Path, **kwargs) -> PreTrained:
-    """Load whichever model config.json's "architectures" names (BertModel when it names none)."""
+    """Load the model config.json's "architectures" names; without one, guess from the stored heads.
+
+    A file with `cls.predictions.*` gives BertForMaskedLM, one with `classifier.*` a
+    BertForSequenceClassification, anything else a BertModel.
+    """
+    if not Path(path).is_dir():
+        raise NanobertError(f"model directory not found: {path}")
     file = Path(path) / "config.json"
+    if not file.is_file():
+        raise NanobertError(f"no config.json in {path}; save the model with save_pretrained first")
     try:
-        archs = json.loads(file.read_text(encoding="utf-8")).get("architectures") or ["BertModel"]
+        archs = json.loads(file.read_text(encoding="utf-8")).get("architectures")
     except (OSError, ValueError, AttributeError) as e:
         raise NanobertError(f"cannot read {file}: {e}") from None
-    cls = ARCHITECTURES.get(archs[0])
+    if archs:
+        name = archs[0]
+    else:
+        keys = checkpoint_io.stored_keys(path)
+        name = "BertModel"
+        if any(k.startswith("classifier.") for k in keys):
+            name = "BertForSequenceClassification"
+        elif any(k.startswith("cls.predictions.") for k in keys):
+            name = "BertForMaskedLM"
+    cls = ARCHITECTURES.get(name)
     if cls is None:
-        raise NanobertError(f"{path}: architecture {archs[0]!r} is not one of {', '.join(ARCHITECTURES)}")
+        raise NanobertError(f"{path}: architecture {name!r} is not one of {', '.join(ARCHITECTURES)}")
     return cls.from_pretrained(path, **kwargs)
 
 

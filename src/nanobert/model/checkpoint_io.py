@@ -48,9 +48,11 @@ DROPPED: list[tuple[str, str]] = [
     (r"^cls\.predictions\.decoder\.weight$", "tied to bert.embeddings.word_embeddings.weight"),
 ]
 
-# Heads that belong to another task: dropped (and logged) when the model has no such module,
-# e.g. a masked-LM checkpoint loaded for fine-tuning, or any task checkpoint loaded into BertModel.
-OTHER_HEADS = (r"^cls\.", r"^classifier\.", r"^bert\.pooler\.")
+# Anything outside the encoder (cls.*, classifier.*, any other head) and the pooler belongs to a
+# task: when the model has no such module it is dropped and logged, e.g. a masked-LM checkpoint
+# loaded for fine-tuning, or any task checkpoint loaded into BertModel. Inside the encoder an
+# unknown key is an error: it means the config does not describe these weights.
+OTHER_HEADS = (r"^(?!bert\.)", r"^bert\.pooler\.")
 
 
 def _fail_read(path: Path, e: Exception):
@@ -67,9 +69,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         _fail_read(path, e)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors stored in a model directory (or a single weights file), keys as stored."""
-    path = Path(path)
+def _weight_files(path: Path) -> list[Path]:
     if path.is_file():
         files = [path]
     elif (path / WEIGHTS_NAME).is_file():
@@ -84,8 +84,29 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         files = [path / LEGACY_WEIGHTS_NAME]
     else:
         raise NanobertError(f"no {WEIGHTS_NAME} or {LEGACY_WEIGHTS_NAME} in {path}")
+    return files
+
+
+def stored_keys(path: str | Path) -> list[str]:
+    """The tensor names in a model directory, read without loading safetensors data."""
+    keys: list[str] = []
+    for f in _weight_files(Path(path)):
+        if f.suffix != ".safetensors":
+            return list(read_state_dict(path))
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(f), "pt") as handle:
+                keys += list(handle.keys())
+        except (SafetensorError, OSError) as e:
+            _fail_read(f, e)
+    return keys
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors stored in a model directory (or a single weights file), keys as stored."""
     sd: dict[str, torch.Tensor] = {}
-    for f in files:
+    for f in _weight_files(Path(path)):
         if f.suffix == ".safetensors":
             sd.update(_read_safetensors(f))
             continue
@@ -193,8 +214,9 @@ def load_state_dict(
         params = model.state_dict()
         for key in report.loaded:
             params[key[strip:]].copy_(source_sd[key])
-    if report.dropped:
-        log.info("%s: not used by %s: %s", source, type(model).__name__, _listing(report.dropped))
+    worth_saying = [k for k in report.dropped if not k.endswith("position_ids")]
+    if worth_saying:
+        log.info("%s: not used by %s: %s", source, type(model).__name__, _listing(worth_saying))
     if report.missing:
         log.info("%s: newly initialised in %s: %s", source, type(model).__name__, _listing(report.missing))
     return report
