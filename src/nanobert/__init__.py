@@ -8,3 +8,6 @@ from nanobert.model.bert import (  # noqa: E402
     BertModel,
     load_model,
 )
+from nanobert.model.lora import LoRALinear, apply_lora, load_adapter, merge_lora, save_adapter  # noqa: E402
+from nanobert.model.tabular import BertForTabularClassification  # noqa: E402
+from nanobert.tasks.finetune import FinetuneConfig, evaluate, finetune  # noqa: E402
