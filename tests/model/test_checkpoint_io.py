@@ -237,3 +237,19 @@ def test_save_with_tokenizer_writes_vocab_transformers_reads(tmp_path, minilm_di
     with pytest.raises(NanobertError, match="tokenizer has 30522 tokens"):
         BertForMaskedLM(BertConfig(**SMALL)).save_pretrained(tmp_path / "bad", tokenizer=tok)
     assert not (tmp_path / "bad").exists()
+
+
+def test_sharded_and_half_precision_checkpoints(tmp_path, batch):
+    ids, mask, types = batch
+    theirs = transformers.BertForMaskedLM(hf_config()).eval()
+    theirs.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    ours = BertForMaskedLM.from_pretrained(tmp_path / "sharded")
+    with torch.no_grad():
+        ref = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        assert max_diff(ours(ids, mask, types)[0], ref) <= 1e-5
+    theirs.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    half = BertForMaskedLM.from_pretrained(tmp_path / "bf16")
+    word = half.bert.embeddings.word_embeddings.weight
+    assert word.dtype == torch.float32  # stored bf16, computed in fp32
+    assert torch.equal(word, theirs.bert.embeddings.word_embeddings.weight.float())

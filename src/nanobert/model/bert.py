@@ -93,6 +93,8 @@ class PreTrained(nn.Module):
     new_head_keys: tuple[str, ...] = ()
 
     def _init_weights(self, module: nn.Module) -> None:
+        if any(p.is_meta for p in module.parameters(recurse=False)):
+            return  # a shape-only model (parameter counting): there are no values to initialise
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0.0, std)
@@ -114,7 +116,7 @@ class PreTrained(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, expected_missing=(), **config_overrides):
-        """Load config.json + weights from `path`; strict (see checkpoint_io.load_state_dict). Returns the model in eval mode.
+        """Load config.json + weights from `path`, strictly (see checkpoint_io.load_state_dict); in eval mode.
 
         `expected_missing`: glob patterns of keys the file may lack, e.g. `cls.new_head_keys` for a new head.
         `config_overrides`: BertConfig fields to change (e.g. num_labels=3, hidden_dropout_prob=0.0).
@@ -123,10 +125,10 @@ class PreTrained(nn.Module):
         if not path.is_dir():
             raise NanobertError(f"model directory not found: {path}")
         config = BertConfig.from_pretrained(path, **config_overrides)
+        check_vocab_file(path, config)
         state_dict = checkpoint_io.read_state_dict(path)
         model = cls(config)
         model.load_report = checkpoint_io.load_state_dict(model, state_dict, expected_missing, source=str(path))
-        check_vocab_file(path, config)
         return model.eval()
 
     def save_pretrained(self, path: str | Path, tokenizer=None, require_hf: bool = False) -> None:
@@ -173,7 +175,8 @@ def check_vocab_file(path: Path, config: BertConfig) -> None:
 
 
 class BertModel(PreTrained):
-    """The encoder: forward(input_ids (B, T), attention_mask, token_type_ids) -> (last_hidden (B, T, H), pooled (B, H) | None)."""
+    """The encoder: forward(input_ids (B, T), attention_mask (B, T), token_type_ids (B, T))
+    -> (last_hidden_state (B, T, H), pooled (B, H) or None without a pooler)."""
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
@@ -235,7 +238,7 @@ class BertForMaskedLM(PreTrained):
         self.config = config
         self.bert = BertModel(config, add_pooling_layer=False)  # HF's MLM has no pooler either
         self.cls = MLMHead(config)
-        self.apply(self._init_weights)
+        self.cls.apply(self._init_weights)  # the encoder initialised itself
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         hidden, _ = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
@@ -268,7 +271,7 @@ class BertForSequenceClassification(PreTrained):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels, bias=config.use_bias)
-        self.apply(self._init_weights)
+        self.classifier.apply(self._init_weights)  # the encoder initialised itself
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         _, pooled = self.bert(input_ids, attention_mask, token_type_ids)  # (B, H)
@@ -341,7 +344,8 @@ def preset_table(vocab_size: int = 30522) -> list[tuple[str, str, int, int, int]
     for name, sizes in PRESETS.items():
         cfg = BertConfig.from_preset(name, vocab_size=vocab_size)
         with torch.device("meta"):
-            counts = [m.num_parameters() for m in (BertModel(cfg), BertForMaskedLM(cfg), BertForSequenceClassification(cfg))]
+            models = (BertModel(cfg), BertForMaskedLM(cfg), BertForSequenceClassification(cfg))
+            counts = [m.num_parameters() for m in models]
         desc = f"L{sizes['num_hidden_layers']}/H{sizes['hidden_size']}/A{sizes['num_attention_heads']}"
         rows.append((name, desc, *counts))
     return rows
