@@ -2,8 +2,8 @@
 
 Steps, in the order BERT applies them (the order decides which ids come out):
 
-1. clean text: drop NUL, U+FFFD and "other" characters (categories Cc, Cf, Cn, Co, Cs, except tab,
-   newline and carriage return); every whitespace character becomes a plain space;
+1. clean text: drop NUL, U+FFFD and "other" characters (categories Cc, Cf, Co, Cs, except tab,
+   newline and carriage return; unassigned ones stay); every whitespace character becomes a space;
 2. CJK ideographs get a space on each side, so each one is a word of its own;
 3. strip accents (NFD, then drop nonspacing marks, category Mn) -- on by default when lowercasing;
 4. lowercase, one character at a time (so a final capital sigma becomes "σ", never "ς");
@@ -15,6 +15,9 @@ normalized text, with spaces around punctuation and ideographs (`é` -> `e`, `,`
 soft hyphen -> nothing). The table fills itself the first time it meets a character; then
 `text.translate(table).split()` is the whole basic tokenizer, run in C.
 
+Characters are classified with `unicodedata`, except for the few hundred code points where
+Hugging Face's tokenizers (older Unicode tables) disagree; those follow it (`unicode_compat.py`).
+
 Example: `BertNormalizer().words("Héllo, WORLD!")` -> `['hello', ',', 'world', '!']`.
 """
 
@@ -25,13 +28,16 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
+from nanobert.tokenizers import unicode_compat as compat
+
 # Unicode's White_Space property (\x0b, \x0c and \x85 are controls too, so cleaning drops them).
 WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
                        + "".join(map(chr, range(0x2000, 0x200B))))
 
 # The CJK Unified Ideographs blocks BERT isolates (not Hiragana, Katakana or Hangul: those form words).
+# The fifth range starts at U+2B920 (not U+2B820) in Hugging Face's tokenizers; we follow it.
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+              (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 ASCII_PUNCTUATION = frozenset(string.punctuation)  # includes $ + < = > ^ ` | ~, which are symbols (S*)
 
@@ -42,12 +48,34 @@ def is_cjk(ch: str) -> bool:
 
 
 def is_control(ch: str) -> bool:
-    """Characters BERT's cleaning drops. Example: U+00AD soft hyphen (Cf) -> True, tab -> False."""
-    return ch in "\x00\ufffd" or (unicodedata.category(ch)[0] == "C" and ch not in "\t\n\r")
+    """Characters BERT's cleaning drops. Examples: U+00AD soft hyphen (Cf) -> True; tab -> False;
+    an unassigned code point (Cn) -> False, as in Hugging Face's tokenizers."""
+    if ch in "\x00\ufffd":
+        return True
+    cat = unicodedata.category(ch)
+    return cat[0] == "C" and cat != "Cn" and ch not in "\t\n\r" and ord(ch) not in compat.KEPT_FORMAT
 
 
 def is_punctuation(ch: str) -> bool:
-    return ch in ASCII_PUNCTUATION or unicodedata.category(ch)[0] == "P"
+    """Categories P* plus ASCII symbols. Examples: "," -> True; "$" -> True; "€" (Sc) -> False."""
+    cp = ord(ch)
+    if cp in compat.EXTRA_PUNCTUATION:
+        return True
+    return (ch in ASCII_PUNCTUATION or unicodedata.category(ch)[0] == "P") and cp not in compat.NOT_PUNCTUATION
+
+
+def is_nonspacing_mark(ch: str) -> bool:
+    """What stripping accents removes (category Mn). Example: U+0301 combining acute -> True."""
+    cp = ord(ch)
+    if cp in compat.EXTRA_NONSPACING:
+        return True
+    return unicodedata.category(ch) == "Mn" and cp not in compat.NOT_NONSPACING
+
+
+def lower_char(ch: str) -> str:
+    """Lowercase one character. Example: "Σ" -> "σ" (never the final form "ς"); "İ" -> "i̇"."""
+    cp = compat.EXTRA_LOWER.get(ord(ch))
+    return chr(cp) if cp is not None else ch.lower()
 
 
 class _CharTable(dict):
@@ -81,15 +109,17 @@ class BertNormalizer:
 
         Examples: `"É"` -> `"e"`; `"\\u00ad"` -> `""`; `"中"` -> `" 中 "`; with split, `","` -> `" , "`.
         """
+        if self.clean_text and is_control(ch):  # before whitespace: \x0b, \x0c and \x85 are both
+            return ""
         if ch in WHITESPACE and (self.clean_text or split):
             return " "
-        if self.clean_text and is_control(ch):
-            return ""
         out = ch
         if self.strips_accents:
-            out = "".join(c for c in unicodedata.normalize("NFD", out) if unicodedata.category(c) != "Mn")
+            if ord(ch) not in compat.NOT_DECOMPOSED:
+                out = unicodedata.normalize("NFD", out)
+            out = "".join(c for c in out if not is_nonspacing_mark(c))
         if self.lowercase:
-            out = "".join(c.lower() for c in out)
+            out = "".join(map(lower_char, out))
         if self.handle_chinese_chars and is_cjk(ch):
             return f" {out} "
         if split:
