@@ -156,6 +156,8 @@ def train_causal_lm(cfg: CausalLMConfig, resume: bool = False, callbacks=()) -> 
     """
     from nanobert.tokenizers import load_tokenizer
 
+    if cfg.model_type not in ("gpt", "bigram"):
+        raise NanobertError(f"unknown model_type {cfg.model_type!r}; use gpt or bigram")
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
     data_dir = prepare_data(cfg)
