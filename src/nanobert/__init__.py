@@ -11,3 +11,5 @@ from nanobert.model.bert import (  # noqa: E402
 from nanobert.model.lora import LoRALinear, apply_lora, load_adapter, merge_lora, save_adapter  # noqa: E402
 from nanobert.model.tabular import BertForTabularClassification  # noqa: E402
 from nanobert.tasks.finetune import FinetuneConfig, evaluate, finetune  # noqa: E402
+from nanobert.infer.onnx import export_onnx  # noqa: E402
+from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline, pipeline  # noqa: E402
