@@ -158,6 +158,8 @@ def load_state_dict(
     `expected_missing`: glob patterns in the model's own key names (e.g. "classifier.*") that may
     be absent from the file or have another shape there; those keep their fresh initialisation.
     """
+    if isinstance(expected_missing, str):
+        expected_missing = [expected_missing]
     # Compare in task-model naming ("bert.encoder..."); a bare BertModel's keys get the prefix.
     prefix = "" if hasattr(model, "bert") else "bert."
     own = {prefix + k: v for k, v in model.state_dict().items()}
