@@ -70,7 +70,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
                 self.weights = [p.detach().clone() for p in state.model.parameters()]
 
     poison = Poison()
-    with pytest.raises(NanobertError, match=r"NaN at step 14.*last good checkpoint: .*step-00000010"):
+    with pytest.raises(NanobertError, match=r"loss became nan at step 14.*last good checkpoint: .*step-00000010"):
         train(model, Batches(), cfg(), tmp_path, callbacks=[poison])
     assert all(torch.equal(a, b) for a, b in zip(poison.weights, model.parameters()))  # no update
     assert [p.name for p in checkpoints.list_checkpoints(tmp_path)] == ["step-00000010"]

@@ -141,6 +141,12 @@ def _call(callbacks, name: str, *args) -> None:
             fn(*args)
 
 
+def _diverged(what: str, out_dir: Path | None):
+    last_good = checkpoints.latest_checkpoint(out_dir) if out_dir is not None else None
+    raise NanobertError(f"training diverged: {what}; stopped without saving; last good checkpoint: "
+                        f"{last_good or 'none'}; lower the learning rate or raise warmup-steps")
+
+
 def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_dir: str | Path | None = None, *,
           eval_data: Callable[[], Iterable[dict]] | None = None, optimizer: torch.optim.Optimizer | None = None,
           resume: bool | str | Path = False, callbacks: Iterable = (), info: distributed.DistInfo | None = None,
@@ -211,6 +217,8 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
                     _call(callbacks, "on_eval", state, state.metrics)
             if out_dir is not None and fresh and step > 0 and (
                     final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    _diverged(f"the weights became non-finite by step {step}", out_dir)
                 rngs = distributed.all_gather_objects(checkpoints.capture_rng())
                 if info.is_main:
                     data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
@@ -248,10 +256,8 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
             sums = distributed.all_reduce_sum(torch.cat([sums, grad_norm.detach().double().reshape(1).cpu()]))
             step_loss, correct, n, step_tokens, _ = sums.tolist()
             if not (math.isfinite(step_loss) and math.isfinite(float(grad_norm))):
-                last_good = checkpoints.latest_checkpoint(out_dir) if out_dir is not None else None
-                raise NanobertError(f"the loss became {'NaN' if math.isnan(step_loss) else step_loss} at step "
-                                    f"{step + 1}; stopped without updating the weights; last good checkpoint: "
-                                    f"{last_good or 'none'}; lower the learning rate or raise warmup-steps")
+                what = f"the loss became {step_loss}" if not math.isfinite(step_loss) else "the gradient became inf"
+                _diverged(f"{what} at step {step + 1}", out_dir)
             # 5. optimizer step, zero grads
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -268,11 +274,11 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
                 log.debug("step %d loss %.4f lr %.3g tokens/s %.0f", state.step, step_loss, state.lr, tok_s)
                 t_last, tokens_last = now, state.tokens
             _call(callbacks, "on_step_end", state)
+        _call(callbacks, "on_train_end", state)  # still inside: its log lines reach train.log
     finally:
         bar.close()
         if logger:
             logger.close()
-    _call(callbacks, "on_train_end", state)
     if logger and cfg.plots:
         plot_learning_curves(out_dir / "metrics.csv", out_dir)
     return state

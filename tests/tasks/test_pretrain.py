@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+
+from nanobert.cli import main
+from nanobert.tasks.pretrain import fill_mask
+
+RECIPE = """
+out_dir = "{out}"
+samples = ["She was [MASK] to see him."]
+[data]
+dir = "{data}"
+batch_size = 16
+eval_batches = 3
+[model]
+hidden_size = 64
+num_hidden_layers = 1
+num_attention_heads = 2
+max_position_embeddings = 64
+dropout = 0.0
+[train]
+max_steps = 30
+lr = 5e-3
+min_lr = 5e-4
+warmup_steps = 5
+eval_every = 15
+checkpoint_every = 15
+log_every = 5
+progress = false
+"""
+
+
+@pytest.fixture(scope="module")
+def data(shared_data, minilm_dir, tmp_path_factory):
+    """Persuasion's first 2,000 lines as 64-token sequences, through the `nanobert prepare` command."""
+    root = tmp_path_factory.mktemp("pre")
+    lines = (shared_data / "janeausten" / "persuasion.txt").read_text(encoding="utf-8").splitlines()[:2000]
+    (root / "persuasion.txt").write_text("\n".join(lines), encoding="utf-8")
+    assert main(["prepare", str(root / "persuasion.txt"), "--tokenizer", str(minilm_dir), "--out",
+                 str(root / "data"), "--seq-len", "64", "--val-fraction", "0.08", "--workers", "1",
+                 "--no-progress"]) == 0
+    return root / "data"
+
+
+def _recipe(tmp_path, data, out="run"):
+    path = tmp_path / "recipe.toml"
+    path.write_text(RECIPE.format(out=(tmp_path / out).as_posix(), data=data.as_posix()), encoding="utf-8")
+    return path
+
+
+def test_pretrain_learns_and_saves_a_model_transformers_loads(data, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    recipe = _recipe(tmp_path, data)
+    assert main(["pretrain", "--config", str(recipe), "--data.whole_word", "true"]) == 0
+    run = tmp_path / "run"
+    rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+    val = [(int(r[0]), float(r[2]), float(r[3])) for r in rows if r[1] == "val"]
+    assert [s for s, _, _ in val] == [0, 15, 30]
+    assert val[-1][1] < val[0][1] - 2.0  # from ~10.3 (uniform over 30,522) down by more than 2 nats
+    assert val[-1][2] > 0.05  # MLM accuracy above chance (1/30,522)
+    assert (run / "loss.png").exists() and (run / "accuracy.png").exists() and any((run / "tb").iterdir())
+    assert "fill-mask" in (run / "train.log").read_text()
+
+    ours = __import__("nanobert.model.bert", fromlist=["BertForMaskedLM"]).BertForMaskedLM.from_pretrained(run / "model")
+    hf = transformers.BertForMaskedLM.from_pretrained(run / "model").eval()
+    assert (run / "model" / "vocab.txt").is_file()
+    ids = torch.tensor([[101, 2016, 2001, 103, 2000, 2156, 2032, 1012, 102]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids)[0], hf(ids).logits, rtol=1e-4, atol=1e-4)
+    from nanobert.tokenizers import load_tokenizer
+    top = fill_mask(ours, load_tokenizer(run / "model"), "She was [MASK] to see him.", top_k=3)
+    assert len(top) == 1 and len(top[0]) == 3 and top[0][0][1] >= top[0][1][1]
+
+
+@pytest.mark.parametrize("override, message", [
+    (["--model.vocab_size", "1000"], "vocab_size is 1000 but the data's tokenizer has 30522"),
+    (["--model.max_position_embeddings", "32"], "sequences have 64 tokens but the model has only 32 positions"),
+    (["--train.learning_rate", "1e-3"], "unknown config key 'train.learning_rate'"),
+])
+def test_bad_settings_fail_with_one_line_and_write_nothing(data, tmp_path, capsys, override, message):
+    recipe = _recipe(tmp_path, data)
+    assert main(["pretrain", "--config", str(recipe), *override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nanobert: error:") and message in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(data, tmp_path, capsys):
+    recipe = _recipe(tmp_path, data)
+    short = ["--train.max_steps", "2", "--train.checkpoint_every", "1", "--train.eval_every", "100"]
+    assert main(["pretrain", "--config", str(recipe), *short]) == 0
+    # continue with an absurd learning rate: the weights overflow, then the loss is NaN
+    code = main(["pretrain", "--config", str(recipe), "--resume", "--train.max_steps", "8", "--train.lr", "1e38",
+                 "--train.grad_clip", "0", "--train.checkpoint_every", "1", "--train.eval_every", "100"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("nanobert: error: training diverged:") and "lower the learning rate" in err
+    good = err.split("last good checkpoint: ")[1].split(";")[0]
+    saved = sorted((tmp_path / "run").glob("step-*"))
+    assert good == str(saved[-1]) and len(saved) < 8  # the newest checkpoint, written before it diverged
+    from safetensors.torch import load_file
+    assert all(torch.isfinite(t).all() for t in load_file(f"{good}/model.safetensors").values())
+
+
+def test_prepare_rejects_empty_and_binary_corpora(minilm_dir, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+    (tmp_path / "blob.txt").write_bytes(np.random.default_rng(0).bytes(5000))
+    for name, message in (("empty.txt", "the corpus is empty"), ("blob.txt", "binary")):
+        out = tmp_path / f"out-{name}"
+        assert main(["prepare", str(tmp_path / name), "--tokenizer", str(minilm_dir), "--out", str(out),
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+        assert not out.exists()
