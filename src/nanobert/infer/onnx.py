@@ -26,6 +26,7 @@ installed onnxruntime offers (`pip install onnxruntime-gpu` brings the first two
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -111,18 +112,33 @@ def resolve_providers(providers: Sequence[str] | None = None) -> list[str]:
     return [p for p in PROVIDER_PREFERENCE if p in available]
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence warnings and the onnxruntime tools' INFO chatter (they log on the root and their own loggers)."""
+    loggers = [logging.getLogger(n) for n in ("", "onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
 def _optimize(src: Path, dst: Path, config: dict) -> dict:
     """Fuse BERT subgraphs into ONNX Runtime contrib ops; returns the fused-operator counts."""
     _require("onnxruntime")
     from onnxruntime.transformers.optimizer import optimize_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         model = optimize_model(
             str(src), model_type="bert", num_heads=int(config["num_attention_heads"]), hidden_size=int(config["hidden_size"]), opt_level=0
         )
-    model.save_model_to_file(str(dst))
-    return {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+        model.save_model_to_file(str(dst))
+        return {k: v for k, v in model.get_fused_operator_statistics().items() if v}
 
 
 def export_onnx(
@@ -172,11 +188,11 @@ def export_onnx(
         if optimize:
             optimized = Path(tmp) / "optimized.onnx"
             fused = _optimize(fp32, optimized, config)
-            log.info("fused operators: %s", fused)
+            log.debug("fused operators: %s", fused)
             fp32 = optimized
 
         diff = max_abs_diff(fp32, check, reference)
-        log.info("fp32 graph vs PyTorch: max abs diff %.2e", diff)
+        log.debug("fp32 graph vs PyTorch: max abs diff %.2e", diff)
         if not diff <= atol:
             raise NanobertError(f"the exported graph differs from PyTorch by {diff:.2e} (> {atol:g}); nothing was written")
         final, int8_diff = fp32, None
@@ -184,19 +200,14 @@ def export_onnx(
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             final = Path(tmp) / "int8.onnx"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                logging.getLogger().disabled, was = True, logging.getLogger().disabled  # quantizer logs advice on the root logger
-                try:
-                    quantize_dynamic(
-                        str(fp32), str(final), weight_type=QuantType.QInt8,
-                        # fused contrib ops defeat shape inference; their outputs are float
-                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-                    )
-                finally:
-                    logging.getLogger().disabled = was
+            with _quiet():  # the quantizer gives advice on the root logger
+                quantize_dynamic(
+                    str(fp32), str(final), weight_type=QuantType.QInt8,
+                    # fused contrib ops defeat shape inference; their outputs are float
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
             int8_diff = max_abs_diff(final, check, reference)
-            log.info("int8 graph vs PyTorch: max abs diff %.2e", int8_diff)
+            log.debug("int8 graph vs PyTorch: max abs diff %.2e", int8_diff)
             if not np.isfinite(int8_diff):  # quantization error is task-dependent: only a broken graph is refused here
                 raise NanobertError("the int8 graph gives outputs of the wrong shape or non-finite values; nothing was written")
 
