@@ -13,3 +13,6 @@ from nanobert.model.tabular import BertForTabularClassification  # noqa: E402
 from nanobert.tasks.finetune import FinetuneConfig, evaluate, finetune  # noqa: E402
 from nanobert.infer.onnx import export_onnx  # noqa: E402
 from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline, pipeline  # noqa: E402
+from nanobert.model.gpt import GPT, BigramLanguageModel, GPTConfig  # noqa: E402
+from nanobert.infer.generate import GenerationConfig, generate, generate_text  # noqa: E402
+from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm  # noqa: E402
