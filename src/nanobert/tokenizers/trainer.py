@@ -99,8 +99,11 @@ def learn_merges(word_counts: dict[tuple[str, ...], int], n_merges: int, min_fre
         a, b = pair >> 21, pair & 0x1FFFFF
         merges.append((names[a], names[b]))
         bar.update(1)
-        new = len(names)
-        names.append(join(names[a], names[b]))
+        name = join(names[a], names[b])
+        new = index.get(name)
+        if new is None:  # else the same string was already made from another pair: one symbol
+            new = index[name] = len(names)
+            names.append(name)
         grown: set[int] = set()
         for wi in where.pop(pair):
             w, c = words[wi], freqs[wi]
