@@ -16,3 +16,4 @@ from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPi
 from nanobert.model.gpt import GPT, BigramLanguageModel, GPTConfig  # noqa: E402
 from nanobert.infer.generate import GenerationConfig, generate, generate_text  # noqa: E402
 from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm  # noqa: E402
+from nanobert.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer  # noqa: E402
