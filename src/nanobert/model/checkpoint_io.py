@@ -165,19 +165,22 @@ def load_state_dict(
     own = {prefix + k: v for k, v in model.state_dict().items()}
     report = LoadReport()
     source_sd: dict[str, torch.Tensor] = {}
+    decoder = None
     for key, tensor in state_dict.items():
         new = canonical_key(key)
         why = next((w for p, w in DROPPED if re.search(p, new)), None)
         if why is not None:
+            log.debug("%s: %s dropped (%s)", source, key, why)
             report.dropped.append(key)
-            if new == "cls.predictions.decoder.weight":
-                words = own.get("bert.embeddings.word_embeddings.weight")
-                if words is not None and (words.shape != tensor.shape or not torch.equal(words, tensor.to(words))):
-                    log.debug("%s: untied decoder weight ignored; the decoder is the word embeddings", source)
+            decoder = tensor if new == "cls.predictions.decoder.weight" else decoder
             continue
         if new in source_sd and new == "cls.predictions.bias":
             continue  # both decoder.bias and predictions.bias present: the same tensor twice
         source_sd[new] = tensor
+    words = source_sd.get("bert.embeddings.word_embeddings.weight")
+    if decoder is not None and words is not None and not torch.equal(decoder, words):
+        log.warning("%s: its MLM decoder is not tied to the word embeddings; nanobert ties them (uses the embeddings)",
+                    source)
 
     strip = len(prefix)
     for key, tensor in source_sd.items():
