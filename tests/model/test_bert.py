@@ -234,3 +234,22 @@ def test_lora_wrapped_projections_take_the_unfused_path():
             if hasattr(m, "lora_B"):
                 m.lora_B.weight.normal_()
         assert not torch.allclose(model.bert(ids)[0], before, atol=1e-2)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_and_runs_under_bf16_autocast():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = BertForMaskedLM(tiny()).eval()
+    ids = torch.randint(1, 50, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[2, 6:] = 0
+    with torch.no_grad():
+        cpu = model(ids, mask)[0]
+        gpu = model.cuda()(ids.cuda(), mask.cuda())[0].cpu()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            half = model(ids.cuda(), mask.cuda())[0].float().cpu()
+    assert (cpu - gpu).abs().max() < 1e-4
+    assert (cpu - half).abs().max() < 0.1
+    _, loss = model.train()(ids.cuda(), mask.cuda(), labels=ids.cuda())
+    loss.backward()
