@@ -17,3 +17,9 @@ from nanobert.model.gpt import GPT, BigramLanguageModel, GPTConfig  # noqa: E402
 from nanobert.infer.generate import GenerationConfig, generate, generate_text  # noqa: E402
 from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm  # noqa: E402
 from nanobert.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer  # noqa: E402
+from nanobert.data.prepare import PrepareConfig, prepare  # noqa: E402
+from nanobert.data.masking import mask_tokens  # noqa: E402
+from nanobert.data.loaders import BatchStream, TokenShards  # noqa: E402
+from nanobert.train.loop import LoopConfig, train  # noqa: E402
+from nanobert.train.optim import make_optimizer  # noqa: E402
+from nanobert.tasks.pretrain import PretrainConfig, fill_mask, pretrain  # noqa: E402

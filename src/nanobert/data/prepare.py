@@ -203,6 +203,9 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True) -> dict:
     docs = read_documents(files, cfg.text_column)
     n_docs = 0
     with atomic_dir(out_path) as tmp:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # a temporary directory is private (0700); the data is not
         writers = {s: _ShardWriter(tmp, s, dtype, cfg.shard_size) for s in SPLITS}
         stream: list[int] = []  # "split" mode: tokens not yet cut into a block
 

@@ -16,7 +16,8 @@ The contract, all of it:
 - `callbacks` are objects with any of `on_step_end(state)`, `on_eval(state, metrics)`,
   `on_checkpoint(state, path)`, `on_train_end(state)`; `state` is a `LoopState`.
 
-Each step: learning rate -> eval / checkpoint -> micro-steps (forward, backward) -> clip -> optimizer
+`cfg.max_steps` ends the run (and `cfg.time_limit_min`, when set, ends it earlier): the last step
+is evaluated and checkpointed like any other. Each step: learning rate -> eval / checkpoint -> micro-steps (forward, backward) -> clip -> optimizer
 step -> zero grads -> log. A non-finite loss or gradient stops the run with `NanobertError` before
 the optimizer touches the weights, so the last checkpoint stays the last good one. Checkpoints hold
 everything the following steps depend on, so `resume=True` after a kill at any moment ends with
