@@ -111,8 +111,10 @@ def run_hf(model_dir, train, dev, out, args) -> dict:
     t0 = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - t0
-    logits = torch.from_numpy(np.asarray(trainer.predict(_Rows(enc_dv, y_dv)).predictions)).float()
-    m = evaluate_logits(logits, y_dv, labels.names)
+    # Trainer's evaluation sampler also groups by length, so take the labels in the order it returns them.
+    pred = trainer.predict(_Rows(enc_dv, y_dv))
+    logits = torch.from_numpy(np.asarray(pred.predictions)).float()
+    m = evaluate_logits(logits, np.asarray(pred.label_ids, dtype=np.int64), labels.names)
     return {"accuracy": m["accuracy"], "loss": m["loss"], "train_time_s": seconds, "steps": result.global_step,
             "trainable_params": trainable, "total_params": total}
 
