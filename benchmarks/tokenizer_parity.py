@@ -3,10 +3,10 @@
 WordPiece (bert-base-uncased vocab): ids against `tokenizers.BertWordPieceTokenizer` and
 `transformers.BertTokenizerFast` on every line of enwiki, the Jane Austen novels and SST-2
 (train + dev), plus offset_mapping against BertTokenizerFast on Austen, SST-2 and the first
-`--offset-lines` enwiki lines. Byte-level BPE (GPT-2): ids against `GPT2TokenizerFast` and
+`--offset-lines` enwiki lines; with `--codepoints`, normalization on every code point. Byte-level BPE (GPT-2): ids against `GPT2TokenizerFast` and
 `tokenizers.ByteLevelBPETokenizer` on the same lines, and the decode round-trip.
 
-    python benchmarks/tokenizer_parity.py [--limit N] [--offset-lines N] [--skip-bpe]
+    python benchmarks/tokenizer_parity.py [--limit N] [--offset-lines N] [--skip-bpe] [--codepoints]
 
 Prints lines compared and mismatches per corpus; exits 1 if anything differs.
 """
@@ -78,6 +78,29 @@ def wordpiece(data: dict[str, list[str]], offset_lines: int) -> int:
     return bad
 
 
+def codepoints() -> int:
+    """BERT normalization and word split against Hugging Face's, on every code point but surrogates."""
+    from tokenizers.normalizers import BertNormalizer as HFNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    from nanobert.tokenizers.normalize import BertNormalizer
+
+    text = "".join("a" + chr(cp) for cp in range(sys.maxunicode + 1) if not 0xD800 <= cp < 0xE000)
+    n = len(text) // 2
+    bad = 0
+    print("BERT normalization, every code point (each after an 'a')")
+    for lower, strip in ((True, None), (False, None), (True, False), (False, True)):
+        ours = BertNormalizer(lowercase=lower, strip_accents=strip).normalize(text)
+        theirs = HFNormalizer(lowercase=lower, strip_accents=strip).normalize_str(text)
+        same = ours == theirs
+        bad += not same
+        print(f"  lowercase={lower} strip_accents={strip}: {n:,} code points, identical: {same}")
+    ours = BertNormalizer(lowercase=False, strip_accents=False, clean_text=False, handle_chinese_chars=False)
+    same = ours.words(text) == [w for w, _ in BertPreTokenizer().pre_tokenize_str(text)]
+    print(f"  word split: {n:,} code points, identical: {same}")
+    return bad + (not same)
+
+
 def bpe(data: dict[str, list[str]]) -> int:
     from tokenizers import ByteLevelBPETokenizer as HFByteLevel
     from transformers import GPT2TokenizerFast
@@ -85,7 +108,7 @@ def bpe(data: dict[str, list[str]]) -> int:
     vocab, merges = str(DATA / "gpt2" / "vocab.json"), str(DATA / "gpt2" / "merges.txt")
     ours = ByteLevelBPETokenizer.from_files(vocab, merges)
     hf_bl = HFByteLevel(vocab, merges)
-    hf_fast = GPT2TokenizerFast(vocab_file=vocab, merges_file=merges)
+    hf_fast = GPT2TokenizerFast(vocab=vocab, merges=merges)
     bad = 0
     print("Byte-level BPE ids (GPT-2 vocab) and decode round-trip")
     for name, lines in data.items():
@@ -102,9 +125,11 @@ def main() -> int:
     parser.add_argument("--offset-lines", type=int, default=100_000, help="enwiki lines for the offsets check")
     parser.add_argument("--skip-bpe", action="store_true")
     parser.add_argument("--skip-wordpiece", action="store_true")
+    parser.add_argument("--codepoints", action="store_true", help="also compare normalization on every code point")
     args = parser.parse_args()
+    bad = codepoints() if args.codepoints else 0
     data = corpora(args.limit)
-    bad = 0 if args.skip_wordpiece else wordpiece(data, args.offset_lines)
+    bad += 0 if args.skip_wordpiece else wordpiece(data, args.offset_lines)
     if not args.skip_bpe:
         bad += bpe(data)
     print("TOTAL mismatches:", bad)

@@ -28,7 +28,7 @@ def test_hand_worked_example(gpt2):
 
 def test_matches_hugging_face_on_real_text_and_nasty_strings(gpt2, hf_gpt2, gpt2_files, real_lines):
     byte_level = tokenizers.ByteLevelBPETokenizer(str(gpt2_files[0]), str(gpt2_files[1]))
-    lines = real_lines[:6000] + NASTY
+    lines = real_lines[:4000] + NASTY
     ours = gpt2.encode_batch(lines)
     assert ours == hf_gpt2(lines)["input_ids"]
     assert ours == [e.ids for e in byte_level.encode_batch(lines)]
@@ -59,8 +59,8 @@ def test_end_of_text(gpt2, hf_gpt2):
     assert gpt2.eot_token_id == 50256
     text = "first document<|endoftext|>second one"
     assert gpt2.encode(text) == hf_gpt2(text)["input_ids"] == [11085, 3188, 50256, 12227, 530]
-    assert gpt2.decode(gpt2.encode(text)) == text
-    assert gpt2.decode(gpt2.encode(text), skip_special_tokens=True) == "first documentsecond one"
+    assert gpt2.decode(gpt2.encode(text), skip_special_tokens=False) == text
+    assert gpt2.decode(gpt2.encode(text)) == "first documentsecond one"
 
 
 def test_train_save_load(tmp_path, shared_data):

@@ -1,4 +1,5 @@
-"""BERT normalization and word split: hand-worked cases, and Hugging Face's on every code point."""
+"""BERT normalization and word split: hand-worked cases, and Hugging Face's on a ninth of all code
+points plus every one where Unicode versions disagree."""
 
 from __future__ import annotations
 
@@ -13,33 +14,27 @@ hf_normalizers = pytest.importorskip("tokenizers.normalizers")
 hf_pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
 
 
-
 def _spaced(codepoints) -> str:
     """Each code point after an "a" (a starter: NFD's reordering never moves a mark across it).
     Surrogates are left out: they cannot be passed to Hugging Face's tokenizers."""
     return "".join("a" + chr(cp) for cp in codepoints if not 0xD800 <= cp < 0xE000)
 
 
-EVERY = _spaced(range(sys.maxunicode + 1))
-# Every 5th code point, plus every one that Hugging Face and unicodedata classify differently.
-SAMPLE = _spaced(sorted(set(range(0, sys.maxunicode + 1, 5)) | compat.KEPT_FORMAT | compat.EXTRA_PUNCTUATION
+# (benchmarks/tokenizer_parity.py --codepoints checks every code point; here every 9th, plus every
+# one that Hugging Face and unicodedata classify differently.)
+SAMPLE = _spaced(sorted(set(range(0, sys.maxunicode + 1, 9)) | compat.KEPT_FORMAT | compat.EXTRA_PUNCTUATION
                         | compat.NOT_PUNCTUATION | compat.EXTRA_NONSPACING | compat.NOT_NONSPACING
                         | compat.NOT_DECOMPOSED | set(compat.EXTRA_LOWER) | set(range(0x2B800, 0x2B940))))
 
 
-def _check(ours: str, theirs: str, text: str):
+def _check(ours: str, theirs: str):
     if ours != theirs:
         i = next((k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
         pytest.fail(f"differs at {i}: ours {ours[i - 2:i + 3]!r}, theirs {theirs[i - 2:i + 3]!r}")
 
 
-@pytest.mark.slow
-def test_bert_uncased_normalization_matches_hugging_face_on_every_code_point():
-    theirs = hf_normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
-    _check(BertNormalizer().normalize(EVERY), theirs.normalize_str(EVERY), EVERY)
-
-
 @pytest.mark.parametrize("clean,cjk,strip,lower", [
+    (True, True, None, True),      # BERT uncased
     (True, False, False, False),   # cleaning alone
     (False, True, False, False),   # CJK padding alone
     (False, False, True, False),   # accent stripping alone
@@ -51,7 +46,7 @@ def test_each_normalization_step_matches_hugging_face(clean, cjk, strip, lower):
     theirs = hf_normalizers.BertNormalizer(clean_text=clean, handle_chinese_chars=cjk, strip_accents=strip,
                                            lowercase=lower)
     ours = BertNormalizer(lowercase=lower, strip_accents=strip, clean_text=clean, handle_chinese_chars=cjk)
-    _check(ours.normalize(SAMPLE), theirs.normalize_str(SAMPLE), SAMPLE)
+    _check(ours.normalize(SAMPLE), theirs.normalize_str(SAMPLE))
 
 
 def test_word_split_matches_hugging_face():

@@ -190,10 +190,6 @@ class ByteLevelBPETokenizer(Tokenizer):
         except UnicodeDecodeError:  # ids that cut a character in two
             return data.decode("utf-8", "replace")
 
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        """Text of `ids`; unlike BERT, special tokens stay by default (`<|endoftext|>` separates documents)."""
-        return super().decode(ids, skip_special_tokens)
-
     def config(self) -> dict:
         return {**super().config(), "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False,
                 "special_tokens": self.special_tokens, **({"eos_token": EOT, "bos_token": EOT, "unk_token": EOT}
