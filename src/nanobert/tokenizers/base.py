@@ -75,6 +75,9 @@ class Tokenizer:
         # Longest first, so that a special token that is a prefix of another never wins.
         alternatives = "|".join(re.escape(t) for t in sorted(special_tokens, key=len, reverse=True))
         self._special_re = re.compile(f"({alternatives})") if special_tokens else None
+        # One character that every special token contains ("[" for BERT's): a text without it needs no split.
+        common = set.intersection(*(set(t) for t in special_tokens)) if special_tokens else set()
+        self._special_hint = min(common) if common else None
 
     # -- vocabulary ---------------------------------------------------------------------------
     @property
@@ -94,9 +97,17 @@ class Tokenizer:
         """`text` cut around special tokens: `"a [SEP] b"` -> `['a ', '[SEP]', ' b']` (odd items are special)."""
         return self._special_re.split(text) if self._special_re is not None else [text]
 
+    def may_hold_special(self, text: str) -> bool:
+        """False when `text` surely holds no special token (a quick test before the regex split)."""
+        if self._special_re is None:
+            return False
+        if self._special_hint is not None and self._special_hint not in text:
+            return False
+        return any(t in text for t in self.special_tokens)
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of `text`; special-token strings in the text map to their ids, never split."""
-        if self._special_re is None or not any(t in text for t in self.special_tokens):
+        if not self.may_hold_special(text):
             ids = self._encode(text)
         else:
             ids = []

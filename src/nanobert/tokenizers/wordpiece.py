@@ -159,7 +159,7 @@ class WordPieceTokenizer(Tokenizer):
         words, get, cls, sep = self.normalizer.words, self._cache.__getitem__, self.cls_token_id, self.sep_token_id
         out = []
         for text in texts:
-            if "[" in text:
+            if self.may_hold_special(text):
                 out.append(self.encode(text, add_special_tokens))
                 continue
             ids = list(chain.from_iterable(map(get, words(text))))
@@ -168,12 +168,6 @@ class WordPieceTokenizer(Tokenizer):
                 ids.append(sep)
             out.append(ids)
         return out
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        if "[" not in text:  # no special token can be in the text
-            ids = self._encode(text)
-            return self._with_special(ids) if add_special_tokens else ids
-        return super().encode(text, add_special_tokens)
 
     def __call__(self, text: str | Iterable[str], text_pair: str | Iterable[str] | None = None, *,
                  add_special_tokens: bool = True, max_length: int | None = None,
