@@ -53,20 +53,23 @@ def splits(tmp_path_factory):
     return _write_tsv(d / "train.tsv", _sst2_rows("train", 1200)), _write_tsv(d / "dev.tsv", _sst2_rows("dev", 200))
 
 
+ACCURACY_SEEN = 0.7  # this setup reaches 0.83 (chance: 0.5)
 FAST = dict(epochs=2, batch_size=16, lr=3e-3, progress=False, eval_batch_size=64, threads=1)  # tiny: 1 thread is fastest
 
 
 def test_full_finetune_learns_and_saves_hf_layout(tiny_dir, splits, tmp_path):
     train, dev = splits
+    # A tiny model from random weights does not generalise from 1,200 sentences in a few seconds, but it must fit
+    # them: validating on 200 of its training sentences shows the loop learns and keeps the right epoch.
+    seen = _write_tsv(tmp_path / "seen.tsv", _sst2_rows("train", 200))
     out = tmp_path / "out"
-    report = finetune(tiny_dir, train, dev, out, FinetuneConfig(**{**FAST, "epochs": 4}))
+    report = finetune(tiny_dir, train, seen, out, FinetuneConfig(**{**FAST, "epochs": 4}))
     files = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "vocab.txt", "metrics.json", "finetune.json",
             "classification_report.txt", "confusion_matrix.png"} <= files
     hist = report["history"]
-    # A 1-layer model from random weights on 1,200 sentences: it learns (loss from ln 2 = 0.693 down), and beats
-    # the 50.5% majority class on dev. (Seeds 0-2 of this setup end at train loss 0.48-0.54, dev accuracy 0.56-0.62.)
-    assert hist[-1]["train_loss"] < 0.62 and report["accuracy"] > 0.55
+    assert hist[0]["train_loss"] > 0.68 and hist[-1]["train_loss"] < 0.62  # from ln 2 = 0.693 (chance) down
+    assert report["accuracy"] > ACCURACY_SEEN
     assert len(hist) == 4 and report["best_epoch"] == 1 + int(np.argmin([h["val_loss"] for h in hist]))
     assert report["loss"] == pytest.approx(min(h["val_loss"] for h in hist), rel=1e-5)  # the kept epoch is the best one
     assert report["trainable_params"] == report["total_params"]
@@ -76,7 +79,7 @@ def test_full_finetune_learns_and_saves_hf_layout(tiny_dir, splits, tmp_path):
     assert {"accuracy", "macro", "weighted", "per_class", "loss", "trainable_params", "total_params",
             "train_time_s"} <= set(saved)
     # The saved directory is the kept model: evaluate gives the same numbers; transformers loads it too.
-    again = evaluate(out, dev)
+    again = evaluate(out, seen)
     assert again["accuracy"] == pytest.approx(report["accuracy"]) and again["loss"] == pytest.approx(report["loss"], abs=1e-5)
     transformers = pytest.importorskip("transformers")
     hf = transformers.BertForSequenceClassification.from_pretrained(out)
@@ -91,6 +94,11 @@ def test_lora_finetune_trains_few_params_and_saves_adapter(tiny_dir, splits, tmp
     H = 32
     assert report["trainable_params"] == 1 * 2 * 4 * (H + H) + (H * 2 + 2)  # 1 layer x (q, v) x r x (in+out) + classifier
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
+    from safetensors.torch import load_file
+
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if k.endswith("lora_B.weight")]
+    assert len(lora_b) == 2 and all(v.abs().sum() > 0 for v in lora_b)  # B left zero: the adapters got gradients
     assert evaluate(out, dev)["accuracy"] == pytest.approx(report["accuracy"])  # merged weights = adapter outputs
 
 

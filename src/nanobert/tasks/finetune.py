@@ -13,7 +13,8 @@ loss are the ones kept and saved. The output directory is a complete model that 
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import json
 import logging
 import math
 import time
@@ -361,8 +362,6 @@ def _finetune(model_dir: Path, train_file, validation_file, out_dir, cfg: Finetu
 
 def load_classifier(model_dir):
     """A fine-tuned classifier (plain or text + tabular), its tokenizer and its FinetuneConfig from `model_dir`."""
-    import json
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise NanobertError(f"{model_dir} is not a model directory: it has no config.json")
@@ -387,13 +386,8 @@ def evaluate(model_dir, data_file, batch_size: int = 128, text_column: str | Non
     Columns default to the ones the model was trained with (finetune.json).
     """
     model, tokenizer, cfg = load_classifier(model_dir)
-    cfg = copy.replace(cfg) if hasattr(copy, "replace") else copy.copy(cfg)
-    if text_column is not None:
-        cfg.text_column = text_column
-    if text_pair_column is not None:
-        cfg.text_pair_column = text_pair_column
-    if label_column is not None:
-        cfg.label_column = label_column
+    given = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
     if model.config.id2label is None:
         raise NanobertError(f"{model_dir}/config.json has no id2label; it is not a fine-tuned classifier")
     labels = LabelMap.from_config(model.config.id2label)
