@@ -20,6 +20,6 @@ from nanobert.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer,
 from nanobert.data.prepare import PrepareConfig, prepare  # noqa: E402
 from nanobert.data.masking import mask_tokens  # noqa: E402
 from nanobert.data.loaders import BatchStream, TokenShards  # noqa: E402
-from nanobert.train.loop import LoopConfig  # noqa: E402  (the function stays nanobert.train.loop.train: `train` is the subpackage)
+from nanobert.train.loop import LoopConfig  # noqa: E402  (not `train`: that name is the subpackage)
 from nanobert.train.optim import make_optimizer  # noqa: E402
 from nanobert.tasks.pretrain import PretrainConfig, fill_mask, pretrain  # noqa: E402

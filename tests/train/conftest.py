@@ -21,7 +21,7 @@ intermediate_size = 64
 max_position_embeddings = 32
 dropout = {dropout}
 [train]
-max_steps = 24
+max_steps = 16
 lr = 2e-3
 min_lr = 1e-4
 warmup_steps = 4

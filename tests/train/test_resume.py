@@ -59,16 +59,17 @@ def test_sigkill_then_resume_is_bitwise_identical(tiny_recipe, tmp_path):
     cut = tmp_path / "cut"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    first = _run([str(driver), str(recipe), str(cut), "step:13", "fresh"])
+    first = _run([str(driver), str(recipe), str(cut), "step:11", "fresh"])
     assert first.returncode == -9, first.stderr[-2000:]
     assert [p.name for p in list_checkpoints(cut)] == ["step-00000008"] and not (cut / "model").exists()
     second = _run([str(driver), str(recipe), str(cut), "ckpt:16", "resume"])
     assert second.returncode == -9, second.stderr[-2000:]
-    assert [p.name for p in list_checkpoints(cut)] == ["step-00000008"]  # the half-written one does not count
+    assert [p.name for p in list_checkpoints(cut)] == ["step-00000008"]  # the half-written final one does not count
     assert any(p.name.startswith(".step-00000016") for p in cut.iterdir())  # its temporary was left behind
     third = _run(["-m", "nanobert", "pretrain", "--config", str(recipe), "--out_dir", str(cut), "--resume"])
     assert third.returncode == 0, third.stderr[-2000:]
     assert "resuming from" in third.stderr and "step 8" in third.stderr
+    assert not any(p.name.startswith(".step-") for p in cut.iterdir())  # the stale temporary was cleaned up
 
     a, b = load_file(full / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -79,6 +79,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
     per process, in rank order.
     """
     path = Path(run_dir) / f"step-{step:08d}"
+    for stale in Path(run_dir).glob(".step-*.tmp"):  # left by a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(path) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
