@@ -30,7 +30,7 @@ def _cfg(corpus, out_dir, **kw) -> CausalLMConfig:
                       plots=False, device="cpu", weight_decay=0.1)
     model = GPTConfig(n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
                       attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
-    return CausalLMConfig(inputs=[str(corpus)], out_dir=str(out_dir), batch_size=16, val_fraction=0.1,
+    return CausalLMConfig(inputs=[str(corpus)], out_dir=str(out_dir), batch_size=16, val_fraction=0.1, num_workers=1,
                           model=model, loop=loop, **kw)
 
 

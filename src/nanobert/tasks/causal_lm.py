@@ -52,6 +52,7 @@ class CausalLMConfig:
     batch_size: int = 32  # sequences per micro-batch
     eval_batches: int = 0  # validation batches per evaluation during training; 0: the whole val split
     seed: int = 0  # data order, split and initialization
+    num_workers: int = 0  # tokenizing processes when preparing the data; 0: one per CPU core
     model: GPTConfig = field(default_factory=lambda: GPTConfig(
         n_positions=128, n_embd=128, n_layer=4, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         bos_token_id=None, eos_token_id=None))  # vocab_size and eos_token_id are set from the tokenizer
@@ -131,7 +132,7 @@ def prepare_data(cfg: CausalLMConfig) -> Path:
         log.info("character vocabulary: %d characters", tokenizer.vocab_size)
     pcfg = PrepareConfig(inputs=inputs, tokenizer="" if tokenizer else cfg.tokenizer, out_dir=str(data_dir),
                          seq_len=cfg.model.n_positions + 1, mode="split", val_fraction=cfg.val_fraction,
-                         test_fraction=0.0, seed=cfg.seed, min_tokens=2)
+                         test_fraction=0.0, seed=cfg.seed, min_tokens=2, num_workers=cfg.num_workers)
     prepare(pcfg, tokenizer=tokenizer, progress=cfg.loop.progress)
     return data_dir
 
