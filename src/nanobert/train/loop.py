@@ -167,7 +167,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
     autocast = _autocast(cfg.precision, info.device)
     out_dir = Path(out_dir) if out_dir is not None else None
 
-    start_step, tokens = 0, 0
+    start_step, tokens, metrics = 0, 0, {}
     if resume:
         if out_dir is None and not isinstance(resume, (str, Path)):
             raise NanobertError("resume needs the run's output directory")
@@ -175,7 +175,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
         if ckpt is None:
             raise NanobertError(f"nothing to resume: no checkpoint in {out_dir}; run without --resume")
         saved = checkpoints.load_checkpoint(ckpt, model, optimizer, rank=info.rank)
-        start_step, tokens = saved["step"], saved.get("tokens", 0)
+        start_step, tokens, metrics = saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}
         if saved.get("data") is not None and hasattr(batches, "load_state_dict"):
             batches.load_state_dict(saved["data"])
         log.info("resuming from %s (step %d)", ckpt, start_step)
@@ -188,7 +188,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
     if cfg.compile:
         train_model = torch.compile(train_model)
     state = LoopState(step=start_step, lr=0.0, loss=float("nan"), tokens=tokens, model=model,
-                      optimizer=optimizer, info=info)
+                      optimizer=optimizer, info=info, metrics=metrics)
     bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
                dynamic_ncols=True, unit="step")
     t_last, tokens_last = time.perf_counter(), tokens
