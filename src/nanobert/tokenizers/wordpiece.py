@@ -33,7 +33,8 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS
 # decode(): no space before these, no space after those (a readable guess; exact text needs offsets).
 _CLOSERS = set(".,;:!?)]}%")
 _OPENERS = set("([{$#")
-_JOINERS = set("-/'@")  # bind both neighbours when they are both word characters: co-op, and/or, it's
+_JOINERS = set("-/'@")  # bind both neighbours when they are words: co-op, and/or, it's
+_CONTRACTIONS = {"s", "t", "d", "m", "ll", "re", "ve"}
 
 
 class _PieceCache(dict):
@@ -185,8 +186,8 @@ class WordPieceTokenizer(Tokenizer):
     def _decode_tokens(self, tokens: list[str]) -> str:
         """Join ## pieces to their word and put spaces where English usually has them.
 
-        Example: `["it", "'", "s", "co", "-", "op", "(", "3", ".", "5", "%", ")", "."]` ->
-        `"it's co-op (3.5%)."`.
+        Example: `["\"", "it", "'", "s", "co", "-", "op", "(", "3", ".", "5", "%", ")", "-", "-", "ok", "\""]`
+        -> `'"it's co-op (3.5%)--ok"'`.
         """
         words: list[str] = []
         for tok in tokens:
@@ -194,20 +195,38 @@ class WordPieceTokenizer(Tokenizer):
                 words[-1] += tok[2:]
             else:
                 words.append(tok)
-        out, n = [], len(words)
+        n = len(words)
+        # A run of one joiner ("-", "--", "'") binds to both neighbours when they are words: co-op, came--a.
+        bound = [False] * n
+        k = 0
+        while k < n:
+            j = k
+            while j < n and words[j] in _JOINERS and words[j] == words[k]:
+                j += 1
+            if j > k:
+                before, after = words[k - 1][-1:] if k else "", words[j][:1] if j < n else ""
+                word_after = after.isalnum() or after == '"'
+                if words[k] == "'":  # an apostrophe binds only in contractions: it's, don't, we'll
+                    word_after = j < n and words[j] in _CONTRACTIONS
+                if (before.isalnum() or before in '.?!;,)"') and word_after:
+                    bound[k:j] = [True] * (j - k)
+            k = max(j, k + 1)
+        out: list[str] = []
+        quote_open = glue_next = False
         for k, w in enumerate(words):
-            if k == 0:
-                out.append(w)
-                continue
-            prev = words[k - 1]
-            nxt = words[k + 1] if k + 1 < n else ""
-            glue = w in _CLOSERS or prev in _OPENERS
-            if w in _JOINERS and prev[-1:].isalnum() and nxt[:1].isalnum():
+            prev = words[k - 1] if k else ""
+            glue = k == 0 or glue_next or bound[k] or (k > 0 and bound[k - 1])
+            glue_next = False
+            if w == '"':  # straight quotes alternate: an opening one binds right, a closing one left
+                if k == n - 1 and k > 0:  # at the very end it closes (what it closes began earlier)
+                    quote_open = True
+                glue, glue_next = (True, False) if quote_open else (glue, True)
+                quote_open = not quote_open
+            elif w in _CLOSERS or prev in _OPENERS:
                 glue = True
-            if prev in _JOINERS and k >= 2 and words[k - 2][-1:].isalnum() and w[:1].isalnum():
-                glue = True
-            if prev in ".," and w[:1].isdigit() and k >= 2 and words[k - 2][-1:].isdigit():
-                glue = True  # 3.5, 1,000
+            if k >= 2 and words[k - 2].isdigit() and w.isdigit() and (
+                    prev == "." or prev == "," and len(w) == 3 and len(words[k - 2]) <= 3):
+                glue = True  # 3.5 and 1,000 (but "May 28, 1990")
             out.append(w if glue else " " + w)
         return "".join(out)
 
