@@ -24,11 +24,22 @@ Example: `BertNormalizer().words("Héllo, WORLD!")` -> `['hello', ',', 'world', 
 from __future__ import annotations
 
 import functools
+import logging
 import string
 import unicodedata
 from dataclasses import dataclass
 
 from nanobert.tokenizers import unicode_compat as compat
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _check_unicode_version() -> None:
+    if unicodedata.unidata_version != compat.CHECKED_AGAINST:
+        log.warning("unicodedata is Unicode %s, not %s: characters added or reclassified since may normalize "
+                    "differently from Hugging Face's BERT tokenizer", unicodedata.unidata_version,
+                    compat.CHECKED_AGAINST)
 
 # Unicode's White_Space property (\x0b, \x0c and \x85 are controls too, so cleaning drops them).
 WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
@@ -128,10 +139,12 @@ class BertNormalizer:
 
     @functools.cached_property
     def _table(self) -> _CharTable:
+        _check_unicode_version()
         return _CharTable(self.normalize_char)
 
     @functools.cached_property
     def _split_table(self) -> _CharTable:
+        _check_unicode_version()
         return _CharTable(functools.partial(self.normalize_char, split=True))
 
     def normalize(self, text: str) -> str:

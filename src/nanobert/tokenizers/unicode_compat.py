@@ -17,6 +17,8 @@ Each table lists what Hugging Face does for those code points; everything else f
 
 from __future__ import annotations
 
+CHECKED_AGAINST = "14.0.0"  # the unicodedata version these tables were measured with (Python 3.11)
+
 
 def _expand(ranges) -> frozenset[int]:
     """Example: `_expand([(1, 3), 7])` -> `frozenset({1, 2, 3, 7})`."""
