@@ -2,7 +2,8 @@
 
 Single thread on both sides (RAYON_NUM_THREADS=1, set before `tokenizers` is imported):
 - wordpiece: encode every enwiki line with the bert-base-uncased vocab ([CLS]/[SEP] added on both
-  sides; theirs `encode_batch`, ours `encode_batch` from a cold word cache); ids must be identical;
+  sides; theirs `encode_batch`, ours `encode_batch` from a cold word cache); ids must be identical.
+  The two take turns on twenty slices of the corpus, so that load from other processes hits both alike;
 - train: learn a WordPiece vocabulary (default 30,522) from the enwiki lines in memory
   (theirs `BertWordPieceTokenizer.train_from_iterator`, ours `WordPieceTokenizer.train`);
 - bpe: encode the same lines with GPT-2's byte-level BPE; ids must be identical;
@@ -51,14 +52,30 @@ def show(what: str, n_tokens: int, ours_s: float, theirs_s: float, same: bool | 
           + ("" if same is None else f" | ids identical: {same}"), flush=True)
 
 
+def alternate(theirs, ours, lines: list[str], parts: int = 20):
+    """Run both on the same slices of `lines`, taking turns, so that a busy machine slows both alike.
+    -> (their outputs, our outputs, their seconds, our seconds)."""
+    size = -(-len(lines) // parts)
+    hf, mine, hf_s, my_s = [], [], 0.0, 0.0
+    for i in range(0, len(lines), size):
+        chunk = lines[i:i + size]
+        out, s = timed(lambda: theirs(chunk))
+        hf += out
+        hf_s += s
+        out, s = timed(lambda: ours(chunk))
+        mine += out
+        my_s += s
+    return hf, mine, hf_s, my_s
+
+
 def bench_wordpiece(lines: list[str]) -> None:
     from tokenizers import BertWordPieceTokenizer
 
     vocab = str(find_minilm() / "vocab.txt")
     theirs = BertWordPieceTokenizer(vocab, lowercase=True)
-    ours = WordPieceTokenizer.from_vocab_file(vocab)
-    hf, hf_s = timed(lambda: [e.ids for e in theirs.encode_batch(lines, add_special_tokens=True)])
-    mine, my_s = timed(lambda: ours.encode_batch(lines, add_special_tokens=True))
+    ours = WordPieceTokenizer.from_vocab_file(vocab)  # its word cache starts empty, and fills as it goes
+    hf, mine, hf_s, my_s = alternate(lambda c: [e.ids for e in theirs.encode_batch(c, add_special_tokens=True)],
+                                     lambda c: ours.encode_batch(c, add_special_tokens=True), lines)
     show("WordPiece encode (bert-base-uncased, enwiki)", sum(map(len, hf)), my_s, hf_s, mine == hf)
 
 
@@ -79,8 +96,7 @@ def bench_bpe(lines: list[str]) -> None:
     vocab, merges = str(DATA / "gpt2" / "vocab.json"), str(DATA / "gpt2" / "merges.txt")
     theirs = HFByteLevel(vocab, merges)
     ours = ByteLevelBPETokenizer.from_files(vocab, merges)
-    hf, hf_s = timed(lambda: [e.ids for e in theirs.encode_batch(lines)])
-    mine, my_s = timed(lambda: ours.encode_batch(lines))
+    hf, mine, hf_s, my_s = alternate(lambda c: [e.ids for e in theirs.encode_batch(c)], ours.encode_batch, lines)
     show("Byte-level BPE encode (GPT-2, enwiki)", sum(map(len, hf)), my_s, hf_s, mine == hf)
 
 
