@@ -135,14 +135,7 @@ def load_torch_model(model_dir: str | Path, task: str | None = None) -> tuple[nn
             f"{model_dir} is a {default_task(config)} model ({', '.join(config.get('architectures') or ['BertModel'])}); "
             f"it cannot do {task}. Tasks it can do: {', '.join(supported_tasks(config))}"
         )
-    own = default_task(config)
-    if own == "fill-mask":
-        model = bert.BertForMaskedLM.from_pretrained(model_dir)
-    elif own == "classify":
-        model = bert.BertForSequenceClassification.from_pretrained(model_dir)
-    else:
-        model = bert.BertModel.from_pretrained(model_dir)
-    return model.eval(), config, task
+    return bert.load_model(model_dir).eval(), config, task  # the class config.json's "architectures" names
 
 
 def build_head(model: nn.Module, task: str, mask_token_id: int) -> nn.Module:
