@@ -13,7 +13,6 @@ encoding over several processes with a progress bar, decoding, and save/load.
 from __future__ import annotations
 
 import json
-import logging
 import multiprocessing
 import os
 import re
@@ -24,8 +23,6 @@ from tqdm.auto import tqdm
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
-
-log = logging.getLogger(__name__)
 
 CONFIG_FILE = "tokenizer_config.json"
 
@@ -130,10 +127,17 @@ class Tokenizer:
                 out.extend(self._encode_chunk(chunk, add_special_tokens))
                 bar.update(len(chunk))
         else:
-            with multiprocessing.get_context().Pool(num_workers, initializer=_set_worker, initargs=(self,)) as pool:
-                for ids in pool.imap(_worker_encode, [(c, add_special_tokens) for c in chunks]):
-                    out.extend(ids)
-                    bar.update(len(ids))
+            ctx = multiprocessing.get_context()
+            # Forked workers inherit this tokenizer with its warm caches; others get a pickled copy.
+            _set_worker(self)
+            init = {} if ctx.get_start_method() == "fork" else {"initializer": _set_worker, "initargs": (self,)}
+            try:
+                with ctx.Pool(num_workers, **init) as pool:
+                    for ids in pool.imap(_worker_encode, [(c, add_special_tokens) for c in chunks]):
+                        out.extend(ids)
+                        bar.update(len(ids))
+            finally:
+                _set_worker(None)
         bar.close()
         return out
 

@@ -18,7 +18,7 @@ import logging
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -154,7 +154,3 @@ def top_symbols(word_counts: dict[tuple[str, ...], int], limit: int | None) -> s
 def filter_words(word_counts: dict[tuple[str, ...], int], keep: set[str]) -> dict[tuple[str, ...], int]:
     """Only the words made entirely of symbols in `keep`."""
     return {w: c for w, c in word_counts.items() if all(s in keep for s in w)}
-
-
-def alphabet_of(words: Iterable[tuple[str, ...]]) -> set[str]:
-    return {s for w in words for s in w}
