@@ -147,7 +147,7 @@ def main() -> None:
     print(f"  ours          {tokens / t_ours:10.0f} tokens/s  ({t_ours * 1000:.0f} ms/step)")
     print(f"  transformers  {tokens / t_theirs:10.0f} tokens/s  ({t_theirs * 1000:.0f} ms/step)")
     print(f"  ratio ours/transformers: {t_theirs / t_ours:.2f}x")
-    gen = bench_generation(ours, theirs, args)
+    gen = bench_generation(*make_pair(args), args)  # fresh weights: training moved the two pairs apart by rounding
     print(f"generation, greedy, batch {args.gen_batch}, prompt {args.prompt_len} + {args.new_tokens} new tokens:")
     for k, v in gen["tok_s"].items():
         print(f"  {k:20s} {v:8.1f} tokens/s")
