@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 def register(subparsers) -> None:
     parser = subparsers.add_parser("tokenizer", help="train a tokenizer; encode and decode with it",
                                    description="Train a WordPiece (BERT), byte-level BPE (GPT-2) or character "
-                                   "tokenizer from text files, and show how it encodes and decodes text.")
+                                   "tokenizer from text files, and show how it encodes and decodes text.",
+                                   epilog="example: nanobert tokenizer train --input corpus.txt --vocab-size 8000 "
+                                   "--out tok && nanobert tokenizer encode --tokenizer tok 'Hello, world!'")
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
 
     train = sub.add_parser("train", help="learn a vocabulary from text files",
