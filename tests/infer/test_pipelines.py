@@ -156,3 +156,19 @@ def test_user_errors(tiny_mlm_dir, tiny_cls_dir, tmp_path):
         pipeline("translate", tiny_mlm_dir)
     with pytest.raises(NanobertError, match="list of strings"):
         fill([1, 2])
+
+
+def test_classifier_head_computes_the_last_layer_for_cls_only(tiny_cls_dir):
+    from nanobert.infer.pipelines import ClassifierHead, load_torch_model
+
+    model, _, _ = load_torch_model(tiny_cls_dir)
+    head = ClassifierHead(model)
+    assert head.cls_only
+    ids = torch.randint(1000, 30000, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0  # padding in one row
+    ids[1, 7:] = 0
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))[0]
+        short = head(ids, mask, torch.zeros_like(ids))
+    torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)
