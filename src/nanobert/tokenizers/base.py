@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from array import array
+from itertools import chain
 import os
 import re
 from pathlib import Path
@@ -133,9 +135,12 @@ class Tokenizer:
             init = {} if ctx.get_start_method() == "fork" else {"initializer": _set_worker, "initargs": (self,)}
             try:
                 with ctx.Pool(num_workers, **init) as pool:
-                    for ids in pool.imap(_worker_encode, [(c, add_special_tokens) for c in chunks]):
-                        out.extend(ids)
-                        bar.update(len(ids))
+                    for flat, lengths in pool.imap(_worker_encode, [(c, add_special_tokens) for c in chunks]):
+                        flat, pos = flat.tolist(), 0
+                        for n in lengths:
+                            out.append(flat[pos:pos + n])
+                            pos += n
+                        bar.update(len(lengths))
             finally:
                 _set_worker(None)
         bar.close()
@@ -201,6 +206,9 @@ def _set_worker(tokenizer: Tokenizer) -> None:
     _WORKER = tokenizer
 
 
-def _worker_encode(args) -> list[list[int]]:
+def _worker_encode(args) -> tuple[array, array]:
+    """Encode a chunk; ids travel back as two flat arrays (all ids, then each text's length), which
+    pickle as bytes -- far cheaper than a list of lists of Python ints."""
     texts, add_special_tokens = args
-    return _WORKER._encode_chunk(texts, add_special_tokens)
+    rows = _WORKER._encode_chunk(texts, add_special_tokens)
+    return array("q", chain.from_iterable(rows)), array("q", map(len, rows))
