@@ -78,6 +78,27 @@ def wordpiece(data: dict[str, list[str]], offset_lines: int) -> int:
     return bad
 
 
+def decode_quality(data: dict[str, list[str]]) -> None:
+    """How often decode(encode(line)) gives back the line as BERT sees it (normalized, spaces collapsed),
+    for ours and for BertTokenizerFast.decode, over lines without [UNK]. A measure, not a pass/fail."""
+    from transformers import BertTokenizerFast
+
+    vocab = str(find_minilm() / "vocab.txt")
+    ours, theirs = WordPieceTokenizer.from_vocab_file(vocab), BertTokenizerFast(vocab=vocab)
+    print("WordPiece decode: exact match with the normalized line (lines without [UNK])")
+    for name, lines in data.items():
+        n = mine = hf = 0
+        for line in lines:
+            ids = ours.encode(line)
+            if ours.unk_token_id in ids:
+                continue
+            target = " ".join(ours.normalizer.normalize(line).split())
+            n += 1
+            mine += ours.decode(ids) == target
+            hf += theirs.decode(ids, skip_special_tokens=True) == target
+        print(f"  {name}: {n:,} lines | nanobert {mine / n:.1%} | BertTokenizerFast {hf / n:.1%}")
+
+
 def codepoints() -> int:
     """BERT normalization and word split against Hugging Face's, on every code point but surrogates."""
     from tokenizers.normalizers import BertNormalizer as HFNormalizer
@@ -126,9 +147,12 @@ def main() -> int:
     parser.add_argument("--skip-bpe", action="store_true")
     parser.add_argument("--skip-wordpiece", action="store_true")
     parser.add_argument("--codepoints", action="store_true", help="also compare normalization on every code point")
+    parser.add_argument("--decode", action="store_true", help="also measure how often decoding restores a line")
     args = parser.parse_args()
     bad = codepoints() if args.codepoints else 0
     data = corpora(args.limit)
+    if args.decode:
+        decode_quality(data)
     bad += 0 if args.skip_wordpiece else wordpiece(data, args.offset_lines)
     if not args.skip_bpe:
         bad += bpe(data)
