@@ -5,10 +5,10 @@
 `LoRALinear` keeps the wrapped layer's `weight` and `bias` under the same names, so a base
 checkpoint still loads into a model that has adapters; `merge()` folds the update into `weight`
 for inference (same outputs, no extra cost). Reading `.weight` gives the *effective* weight
-W + (alpha/r) B A, so code that uses a linear's weight directly instead of calling it (BERT's
-fused q/k/v GEMM, exporters) still sees the adapted layer; the stored parameter (state-dict key
+W + (alpha/r) B A, so code that uses a linear's weight directly instead of calling it (a fused
+q/k/v GEMM, an exporter) still sees the adapted layer; the stored parameter (state-dict key
 `weight`) stays the frozen base. Dropout on the adapter input needs the layer to be called, so
-it is off by default (as in PEFT) and does nothing on the fused path. `apply_lora` swaps the chosen linears of a BERT
+it is off by default (as in PEFT). `apply_lora` swaps the chosen linears of a BERT
 (`query`, `value`, ... in chosen layers) and leaves only the adapters and the classifier trainable.
 
 `save_adapter` writes `adapter_config.json` + `adapter_model.safetensors` with PEFT's key names
@@ -119,7 +119,7 @@ class LoRAConfig:
 
     r: int = 8  # 8 is the common default; 1 already does well on sentence classification
     alpha: float = 16.0  # scaling = alpha / r; alpha = 2r is the usual starting point
-    dropout: float = 0.0  # on the adapter's input; PEFT's default, and a no-op where the model fuses q/k/v
+    dropout: float = 0.0  # on the adapter's input; PEFT's default (a no-op where a model reads .weight instead of calling)
     targets: list[str] = field(default_factory=lambda: ["query", "value"])  # the original LoRA paper's choice
     layers: list[int] | None = None  # encoder layer indices to adapt; None = all
     modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])  # trained in full, saved whole
