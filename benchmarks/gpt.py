@@ -13,16 +13,11 @@ same tokens.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-# This folder holds a script named tokenizers.py, which would shadow the `tokenizers` package that
-# transformers imports; run as a script, drop the folder from the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process, all threads)
 

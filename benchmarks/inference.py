@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# benchmarks/ holds scripts named like packages (tokenizers.py): keep them from shadowing the real ones
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

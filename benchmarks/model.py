@@ -13,16 +13,11 @@ Three measurements per size, each as tokens/s for ours and theirs and the ratio 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-# Run as a script, this folder comes first on sys.path, where benchmarks/tokenizers.py would shadow
-# the `tokenizers` package that transformers imports.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 CLOCK = time.perf_counter

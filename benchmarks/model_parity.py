@@ -9,10 +9,7 @@ pooler output, and mean-pooled L2-normalised sentence embeddings.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, where benchmarks/tokenizers.py would shadow `tokenizers`.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

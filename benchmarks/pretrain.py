@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-# Run as a script, this folder comes first on sys.path, where benchmarks/tokenizers.py would shadow
-# the `tokenizers` package that transformers imports.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from nanobert.data.masking import mask_tokens, special_table  # noqa: E402
 from nanobert.data.prepare import pack_sentences, split_sentences  # noqa: E402

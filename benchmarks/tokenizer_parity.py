@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-# benchmarks/tokenizers.py sits beside this file: keep this folder off the path so `import tokenizers` finds the library.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from nanobert.resources import find_minilm
 from nanobert.tokenizers import ByteLevelBPETokenizer, WordPieceTokenizer

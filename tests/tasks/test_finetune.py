@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nanobert.errors import NanobertError
-from nanobert.model.bert import BertConfig, BertForSequenceClassification, BertModel
+from nanobert.model.bert import BertConfig, BertModel
 from nanobert.resources import ASSETS
 from nanobert.tasks.classification_report import classification_metrics
 from nanobert.tasks.finetune import FinetuneConfig, bucketed_batches, collate, evaluate, finetune, Encoded

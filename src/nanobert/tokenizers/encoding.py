@@ -23,7 +23,7 @@ def truncate_lengths(n1: int, n2: int | None, budget: int) -> tuple[int, int | N
         return min(n1, budget), None
     if n1 + n2 <= budget:
         return n1, n2
-    short, long_ = min(n1, n2), max(n1, n2)
+    short = min(n1, n2)
     if short <= budget - short:
         short_t, long_t = short, budget - short
     else:

@@ -9,7 +9,7 @@ Single thread on both sides (RAYON_NUM_THREADS=1, set before `tokenizers` is imp
 - bpe: encode the same lines with GPT-2's byte-level BPE; ids must be identical;
 - workers: ours `encode_batch(num_workers=N, progress=True)` against ours with one process.
 
-    RAYON_NUM_THREADS=1 python benchmarks/tokenizers.py [--lines N] [--only wordpiece,train,bpe,workers]
+    RAYON_NUM_THREADS=1 python benchmarks/tokenizer_speed.py [--lines N] [--only wordpiece,train,bpe,workers]
 
 Prints tokens/s (or seconds) for both and the ratio ours/theirs (> 1: ours is faster).
 """
@@ -17,13 +17,10 @@ Prints tokens/s (or seconds) for both and the ratio ours/theirs (> 1: ours is fa
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ["RAYON_NUM_THREADS"] = "1"  # before tokenizers is imported
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-# This file is itself called tokenizers.py: keep its folder off the path so `import tokenizers` finds the library.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
