@@ -17,23 +17,10 @@ import tempfile
 import time
 
 import torch
+from _timing import timed_pair
 
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process, all threads)
-
-
-def timed_pair(fn_a, fn_b, repeats: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of `fn_a()` and `fn_b()`, run alternately."""
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
-            t0 = CLOCK()
-            fn()
-            times.append(CLOCK() - t0)
-    return sorted(times_a)[len(times_a) // 2], sorted(times_b)[len(times_b) // 2]
 
 
 def make_pair(args):
@@ -77,7 +64,7 @@ def bench_training(ours, theirs, args) -> tuple[float, float]:
         opt_b.step()
         opt_b.zero_grad(set_to_none=True)
 
-    return timed_pair(step_ours, step_theirs, args.repeats)
+    return timed_pair(step_ours, step_theirs, args.repeats, warmup=2, clock=args.clock)
 
 
 @torch.no_grad()

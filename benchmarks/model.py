@@ -14,27 +14,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
+from _timing import timed_pair
 
 
 
-CLOCK = time.perf_counter
-
-
-def timed_pair(fn_a, fn_b, repeats: int, warmup: int = 1) -> tuple[float, float]:
-    """Median seconds of `fn_a()` and `fn_b()`, run alternately so that load on a shared machine hits both alike."""
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
-            t0 = CLOCK()
-            fn()
-            times.append(CLOCK() - t0)
-    return sorted(times_a)[len(times_a) // 2], sorted(times_b)[len(times_b) // 2]
+CLOCK = "wall"  # --clock cpu: CPU seconds of this process (see _timing.py)
 
 
 def make_pair(cls_ours, cls_hf, cfg):
@@ -64,7 +50,7 @@ def bench_size(name: str, batch: int, seq: int, repeats: int, vocab: int) -> lis
     for m in (ours, theirs):
         m.eval()
     with torch.no_grad():
-        t_ours, t_hf = timed_pair(lambda: ours(ids, mask), lambda: theirs(input_ids=ids, attention_mask=mask), repeats)
+        t_ours, t_hf = timed_pair(lambda: ours(ids, mask), lambda: theirs(input_ids=ids, attention_mask=mask), repeats, clock=CLOCK)
     rows.append(("forward", tokens / t_ours, tokens / t_hf))
 
     for m in (ours, theirs):
@@ -72,7 +58,7 @@ def bench_size(name: str, batch: int, seq: int, repeats: int, vocab: int) -> lis
     t_ours, t_hf = timed_pair(
         lambda: ours(ids, mask)[0].sum().backward(),
         lambda: theirs(input_ids=ids, attention_mask=mask).last_hidden_state.sum().backward(),
-        repeats,
+        repeats, clock=CLOCK,
     )
     rows.append(("fwd+bwd", tokens / t_ours, tokens / t_hf))
 
@@ -94,7 +80,7 @@ def bench_size(name: str, batch: int, seq: int, repeats: int, vocab: int) -> lis
         opt_hf.step()
         opt_hf.zero_grad(set_to_none=True)
 
-    t_ours, t_hf = timed_pair(step_ours, step_hf, repeats)
+    t_ours, t_hf = timed_pair(step_ours, step_hf, repeats, clock=CLOCK)
     rows.append(("mlm step", tokens / t_ours, tokens / t_hf))
     return rows
 
@@ -111,7 +97,7 @@ def main() -> None:
                         help="cpu: this process's CPU time, steadier than wall time on a busy machine (use --threads 1)")
     args = parser.parse_args()
     global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    CLOCK = args.clock
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
