@@ -111,8 +111,8 @@ def read_text_file(path: str | Path) -> Iterator[str]:
         yield doc
 
 
-def read_jsonl(path: str | Path, text_column: str = "text") -> Iterator[str]:
-    """Field `text_column` of each JSON object line of a .jsonl / .jsonl.gz file."""
+def read_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """`(line number, object)` for each non-blank line of a .jsonl / .jsonl.gz file; one JSON object a line."""
     path = Path(path)
     for i, line in enumerate(_lines(path), 1):
         if not line.strip():
@@ -120,8 +120,16 @@ def read_jsonl(path: str | Path, text_column: str = "text") -> Iterator[str]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise NanobertError(f"{path}:{i} is not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or text_column not in obj:
+            raise NanobertError(f"{path}:{i}: not valid JSON ({e.msg}); write one object a line") from None
+        if not isinstance(obj, dict):
+            raise NanobertError(f"{path}:{i}: expected a JSON object a line, got {type(obj).__name__}")
+        yield i, obj
+
+
+def read_jsonl(path: str | Path, text_column: str = "text") -> Iterator[str]:
+    """Field `text_column` of each JSON object line of a .jsonl / .jsonl.gz file."""
+    for i, obj in read_json_lines(path):
+        if text_column not in obj:
             raise NanobertError(f"{path}:{i} has no field {text_column!r}; set text-column to the text field")
         text = obj[text_column]
         if isinstance(text, str) and text.strip():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from nanobert.data.sources import read_json_lines
 from nanobert.errors import NanobertError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -63,18 +63,7 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict]]:
             table = pq.read_table(path)
             columns, rows = list(table.column_names), table.to_pylist()
         elif fmt in (".jsonl", ".json"):
-            rows = []
-            with _open_text(path) as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise NanobertError(f"{path}:{lineno}: not valid JSON ({e.msg}); write one object a line") from None
-                    if not isinstance(row, dict):
-                        raise NanobertError(f"{path}:{lineno}: expected a JSON object a line, got {type(row).__name__}")
-                    rows.append(row)
+            rows = [row for _, row in read_json_lines(path)]
             columns = list(dict.fromkeys(k for row in rows for k in row))
         else:
             with _open_text(path) as f:
