@@ -21,8 +21,6 @@ take seconds. Every figure printed is measured in this run.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import logging
 import random
 import statistics
@@ -33,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nanobert.data.tables import read_table
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
 from nanobert.resources import ASSETS, find_minilm
@@ -99,9 +98,8 @@ def _plan(cfg: DemoConfig) -> _Plan:
 
 
 def _read_sst2(name: str) -> list[tuple[str, str]]:
-    with gzip.open(ASSETS / "sst2" / f"{name}.tsv.gz", "rt", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [(r[0], r[1]) for r in rows[1:]]
+    _, rows = read_table(ASSETS / "sst2" / f"{name}.tsv.gz")
+    return [(r["sentence"], r["label"]) for r in rows]
 
 
 def _write_tsv(path: Path, rows: list[tuple[str, str]]) -> None:
