@@ -38,7 +38,7 @@ def write_subset(src: Path, n: int | None, seed: int, dst: Path) -> Path:
     """The first line (header) and a random subset of `n` rows of a TSV, in file order."""
     lines = src.read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], lines[1:]
-    if n is not None and n < len(rows):
+    if n and n < len(rows):
         keep = np.sort(np.random.default_rng(seed).permutation(len(rows))[:n])
         rows = [rows[i] for i in keep]
     dst.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
@@ -49,7 +49,7 @@ def run_ours(model_dir, train, dev, out, args) -> dict:
     cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
                          adam_eps=1e-8, warmup_ratio=args.warmup_ratio, max_grad_norm=1.0, max_length=args.max_length,
                          lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets.split(","),
-                         lora_layers=args.lora_layers, seed=args.seed, threads=args.threads,
+                         lora_layers=args.lora_layers, lora_modules_to_save=args.lora_modules_to_save.split(","), seed=args.seed, threads=args.threads,
                          max_minutes=args.max_minutes, progress=not args.no_progress)
     r = finetune(model_dir, train, dev, out, cfg)
     return {"accuracy": r["accuracy"], "loss": r["loss"], "train_time_s": r["train_time_s"], "steps": r["steps"],
@@ -92,7 +92,8 @@ def run_hf(model_dir, train, dev, out, args) -> dict:
             layers = resolve_layers(args.lora_layers, model.config.num_hidden_layers)
         model = peft.get_peft_model(model, peft.LoraConfig(
             task_type="SEQ_CLS", r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-            target_modules=args.lora_targets.split(","), layers_to_transform=layers))
+            target_modules=args.lora_targets.split(","), layers_to_transform=layers,
+            modules_to_save=args.lora_modules_to_save.split(",")))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     targs = TrainingArguments(
@@ -119,7 +120,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="BERT directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--data", default=str(DATA), help="folder with SST-2 train.tsv and dev.tsv")
-    p.add_argument("--train-examples", type=int, default=12800, help="random subset of train (None: all 67,349)")
+    p.add_argument("--train-examples", type=int, default=12800, help="random subset of train (0: all 67,349)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -129,23 +130,26 @@ def main() -> None:
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--lora-targets", default="query,value")
     p.add_argument("--lora-layers", default="all")
+    p.add_argument("--lora-modules-to-save", default="classifier", help="trained in full beside the adapters, e.g. classifier,pooler")
     p.add_argument("--max-minutes", type=float, default=None, help="cap on our training time (the HF side runs the same steps)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for both sides")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=["ours", "hf"], help="run one side only")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--work", help="folder for the subset and both fine-tuned models (default: a new temporary folder)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model) if args.model else find_minilm()
-    work = Path(tempfile.mkdtemp(prefix="ft-vs-hf-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ft-vs-hf-"))
+    work.mkdir(parents=True, exist_ok=True)
     train = write_subset(Path(args.data) / "train.tsv", args.train_examples, args.seed, work / "train.tsv")
     dev = Path(args.data) / "dev.tsv"
-    mode = f"LoRA r={args.lora_r} on {args.lora_targets} (layers {args.lora_layers})" if args.lora_r else "full fine-tuning"
+    mode = f"LoRA r={args.lora_r} on {args.lora_targets} (layers {args.lora_layers}; {args.lora_modules_to_save} in full)" if args.lora_r else "full fine-tuning"
     print(f"{mode}; {model_dir.name if args.model else 'all-MiniLM-L6-v2'}; {args.train_examples or 'all'} train rows, "
           f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.lr}, warmup {args.warmup_ratio}, "
-          f"{args.threads} thread(s)", flush=True)
+          f"{args.threads} thread(s); models under {work}", flush=True)
     results = {}
     if args.only != "hf":
         results["nanobert"] = run_ours(model_dir, train, dev, work / "ours", args)

@@ -116,11 +116,15 @@ def test_apply_lora_on_bert_counts_and_names(saved_base):
     assert not any(".layer.0." in n for n in names)
 
 
-def test_adapter_loads_in_peft_with_same_logits(saved_base, tmp_path):
+@pytest.mark.parametrize("modules_to_save", [["classifier"], ["classifier", "pooler"]])
+def test_adapter_loads_in_peft_with_same_logits(saved_base, tmp_path, modules_to_save):
     peft = pytest.importorskip("peft")
     transformers = pytest.importorskip("transformers")
     ours = _ours(saved_base)
-    apply_lora(ours, r=4, alpha=8, targets=["query", "value"], layers=[0, 2])
+    apply_lora(ours, r=4, alpha=8, targets=["query", "value"], layers=[0, 2], modules_to_save=modules_to_save)
+    H = TINY["hidden_size"]
+    pooler = H * H + H if "pooler" in modules_to_save else 0
+    assert count_parameters(ours)[0] == 2 * 2 * 4 * (H + H) + H * 3 + 3 + pooler
     _perturb(ours)
     save_adapter(ours, tmp_path / "adapter", base_model_name_or_path=str(saved_base))
     ids, mask = _batch()
@@ -140,11 +144,12 @@ def test_adapter_loads_in_peft_with_same_logits(saved_base, tmp_path):
         assert torch.allclose(ours(ids, attention_mask=mask)[0], our_logits, atol=1e-5)
 
 
-def test_peft_adapter_loads_in_ours(saved_base, tmp_path):
+@pytest.mark.parametrize("modules_to_save", [None, ["classifier", "pooler"]])
+def test_peft_adapter_loads_in_ours(saved_base, tmp_path, modules_to_save):
     peft = pytest.importorskip("peft")
     transformers = pytest.importorskip("transformers")
     hf = transformers.BertForSequenceClassification.from_pretrained(saved_base)
-    hf = peft.get_peft_model(hf, peft.LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=6,
+    hf = peft.get_peft_model(hf, peft.LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=6, modules_to_save=modules_to_save,
                                                  target_modules=["query", "key", "value"]))
     _perturb(hf)
     hf.eval()

@@ -71,6 +71,8 @@ class FinetuneConfig:
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
     lora_layers: str = "all"  # "all", "last-4" or indices "8,9,10,11"
+    lora_modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])  # trained in full beside
+    # the adapters (PEFT's modules_to_save); add "pooler" to train the [CLS] pooler too (+H*H+H parameters)
     # --- text + tabular
     tabular_hidden: int = 32
     # --- loop
@@ -208,7 +210,7 @@ def build_model(model_dir, labels: LabelMap, cfg: FinetuneConfig, stats: Tabular
         log.info("new head, initialised: %s", ", ".join(missing))
     if cfg.lora_r:
         layers = resolve_layers(cfg.lora_layers, model.config.num_hidden_layers)
-        save = ["classifier", "tabular"] if stats is not None else ["classifier"]
+        save = list(cfg.lora_modules_to_save) + (["tabular"] if stats is not None else [])
         apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets, layers=layers,
                    dropout=cfg.lora_dropout, modules_to_save=save)
     return model

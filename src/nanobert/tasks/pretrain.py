@@ -22,6 +22,7 @@ from nanobert.config import to_dict
 from nanobert.data.loaders import BatchStream, TokenShards, read_meta
 from nanobert.data.masking import continuation_table, mask_tokens, special_table
 from nanobert.errors import NanobertError
+from nanobert.model.layers import sinusoidal_positions
 from nanobert.train import distributed
 from nanobert.train.loop import LoopConfig, LoopState, train
 
@@ -48,6 +49,12 @@ class ModelSettings:
     max_position_embeddings: int = 512  # must cover the prepared sequence length
     vocab_size: int | None = None  # None: the tokenizer's; anything else must equal it
     init_from: str | None = None  # a saved BertForMaskedLM directory to continue pretraining from
+    unigram_bias: bool = True  # a fresh model's output bias starts at the log-frequency of each token in the
+    # training data, so it predicts the unigram distribution from step 0: Adam moves a bias by about lr a step,
+    # and a zero bias takes thousands of steps to get there, which is most of a short CPU run
+    sinusoidal_init: bool = True  # a fresh model's (learned) position embeddings start as the sine/cosine table,
+    # scaled to the token embeddings' size: attention can tell near from far from step 0 instead of learning
+    # positions from random vectors first; the model stays a plain BERT (loads in transformers)
 
 
 @dataclass
@@ -127,6 +134,23 @@ def build_model(settings: ModelSettings, tokenizer, seq_len: int):
     return model
 
 
+def unigram_log_probs(data: TokenShards, vocab_size: int, special_ids, max_tokens: int = 8_000_000) -> torch.Tensor:
+    """(V,) log-probability of each token among the first `max_tokens` tokens of `data` (add-one smoothed).
+
+    Special tokens are never prediction targets, so they keep the smallest value.
+    """
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    budget = max_tokens
+    for tokens, _ in data.shards:
+        chunk = np.asarray(tokens[:budget])
+        counts += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
+        budget -= len(chunk)
+        if budget <= 0:
+            break
+    counts[list(special_ids)] = 0
+    return torch.from_numpy(np.log(counts + 1.0) - np.log(counts.sum() + vocab_size)).float()
+
+
 @torch.no_grad()
 def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k (token, probability) for each [MASK] in `text`.
@@ -177,6 +201,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
         model = build_model(cfg.model, tokenizer, int(meta["seq_len"]))
         torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout differs between processes
         train_data = TokenShards(cfg.data.dir, "train")
+        bias = model.cls.predictions.bias
+        if cfg.model.unigram_bias and not cfg.model.init_from and bias is not None:
+            with torch.no_grad():
+                bias.copy_(unigram_log_probs(train_data, bias.numel(), tokenizer.special_ids | {tokenizer.pad_token_id}))
+        positions = getattr(model.bert.embeddings, "position_embeddings", None)
+        if cfg.model.sinusoidal_init and not cfg.model.init_from and positions is not None:
+            with torch.no_grad():  # rows of norm sqrt(H/2) -> the norm of a N(0, initializer_range) row
+                table = sinusoidal_positions(*positions.weight.shape)  # (P, H)
+                positions.weight.copy_(table * model.config.initializer_range * 2 ** 0.5)
         stream = BatchStream(train_data, cfg.data.batch_size, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
                              rank=info.rank, world_size=info.world_size)
         batches = MaskedBatches(stream, tokenizer, cfg.data.mask_rate, cfg.seed, cfg.data.whole_word)
