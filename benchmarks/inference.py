@@ -7,8 +7,8 @@ A MiniLM-L6 classifier (all-MiniLM-L6-v2 with a classification head), inputs of 
 
 - batch-1 latency (median of `--repeats` calls) and batch-32 throughput (sequences per second) for
   transformers PyTorch, nanobert PyTorch, nanobert ONNX Runtime fp32 and ONNX Runtime int8
-  (graph optimized, then dynamic int8 quantization); the runtimes take turns call by call, so
-  a busy machine slows them all alike;
+  (graph optimized, then dynamic int8 quantization); the runtimes take turns a few calls at a
+  time, so a change of load slows them all alike;
 - SST-2 dev accuracy through `ClassifyPipeline` on the fp32 and int8 graphs (and PyTorch), which
   needs a fine-tuned classifier (`--classifier`); without one a random head on MiniLM is timed
   and accuracy is skipped. One is made with
@@ -52,21 +52,25 @@ def fixed_length_batch(tokenizer, sentences: list[str], batch: int, length: int)
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
-def timed_rounds(runners: dict, feeds: dict, repeats: int, warmup: int, clock=time.perf_counter) -> dict[str, float]:
-    """Median seconds per call of each runner; the runners take turns within every round.
+def timed_rounds(runners: dict, feeds: dict, repeats: int, warmup: int, clock=time.perf_counter,
+                 block: int = 5) -> dict[str, float]:
+    """Median seconds per call of each runner; the runners take turns, `block` calls at a time.
 
-    `clock=time.process_time` counts this process's CPU seconds: with one thread that is the time
-    the call would take on an idle machine, whatever else the machine runs meanwhile.
+    Turns make a change of load hit every runtime alike; blocks keep each runtime's thread pool from
+    competing with the previous runtime's, whose threads may still be spinning for work right after
+    a switch (the first call of a block pays for that; the median does not). `clock=time.process_time`
+    counts this process's CPU seconds: with one thread, the time the call would take on an idle machine.
     """
     for _ in range(warmup):
         for run in runners.values():
             run(feeds)
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
+    for _ in range(max(1, -(-repeats // block))):
         for name, run in runners.items():
-            t = clock()
-            run(feeds)
-            times[name].append(clock() - t)
+            for _ in range(block):
+                t = clock()
+                run(feeds)
+                times[name].append(clock() - t)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     lat = timed_rounds(runners, one, args.repeats, warmup=3, clock=clock)
-    thr = timed_rounds(runners, many, max(3, args.repeats // 5), warmup=1, clock=clock)
+    thr = timed_rounds(runners, many, max(3, args.repeats // 5), warmup=1, clock=clock, block=3)
     print(f"\n{'runtime':24s}{'batch-1 latency':>18s}{f'batch-{args.batch} throughput':>24s}")
     for name in runners:
         print(f"{name:24s}{lat[name] * 1e3:15.2f} ms{args.batch / thr[name]:18.1f} seq/s")

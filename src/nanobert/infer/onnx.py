@@ -100,6 +100,9 @@ def _session(path: str | Path, providers: Sequence[str] | None = None, threads: 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    # Worker threads sleep between calls instead of spinning: a spinning pool keeps the cores busy
+    # while Python tokenizes the next batch (or another runtime works) and slows it down.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=resolve_providers(providers))
 
 
