@@ -40,7 +40,8 @@ def test_demo_writes_every_stage(demo_run):
 def test_demo_pretraining_learns(demo_run):
     rows = [r for r in csv.DictReader(open(demo_run / "pretrain/metrics.csv")) if r["split"] == "val"]
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
-    assert last < first - 0.5, (first, last)  # from ~ln(2000)=7.6 at random init
+    assert first < 6.6, first  # starts at the unigram distribution (~6.1 nats), not uniform (ln 2000 = 7.6)
+    assert last < first - 0.3, (first, last)  # and learns from there (~5.5 after the quick run's 400 steps)
 
 
 @pytest.mark.slow

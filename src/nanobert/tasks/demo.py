@@ -144,15 +144,18 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     prep_time = time.perf_counter() - t0
 
     pcfg = PretrainConfig(out_dir=str(run / "pretrain"), seed=cfg.seed, samples=FILL_MASK_SENTENCES[:2])
-    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / "data"), 32, 8
+    # configs/mlm-cpu.toml's choices for a short CPU run: small batches, 40% masking, a high learning rate
+    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / "data"), 16, 16
+    pcfg.data.mask_rate = 0.4
     pcfg.model.preset, pcfg.model.dropout, pcfg.model.max_position_embeddings = "mini", 0.0, plan.seq_len
     tokenizer = load_tokenizer(run / "tokenizer")
     steps = plan.pretrain_steps
     if steps is None:
-        stream = BatchStream(TokenShards(run / "data", "train"), 32, seed=cfg.seed, pad_id=tokenizer.pad_token_id)
+        stream = BatchStream(TokenShards(run / "data", "train"), pcfg.data.batch_size, seed=cfg.seed,
+                             pad_id=tokenizer.pad_token_id)
         batch = next(MaskedBatches(stream, tokenizer, pcfg.data.mask_rate, cfg.seed))
         steps = _steps_for(build_model(pcfg.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
-    pcfg.train = LoopConfig(max_steps=steps, time_limit_min=plan.pretrain_minutes * 1.5, lr=2e-3, min_lr=1e-4,
+    pcfg.train = LoopConfig(max_steps=steps, time_limit_min=plan.pretrain_minutes * 1.5, lr=3e-3, min_lr=1e-4,
                             warmup_steps=min(100, steps // 10), eval_every=max(10, steps // 8),
                             checkpoint_every=0, max_checkpoints=1, log_every=max(1, steps // 50),
                             progress=cfg.progress)
