@@ -17,7 +17,7 @@ Bad requests get a 4xx and {"error": "..."}.
 
 example:
   nanobert serve --model runs/mlm --port 8000
-  curl -s localhost:8000/fill-mask -d '{"inputs": "Paris is the [MASK] of France."}'
+  curl -s localhost:8000/fill-mask -H 'content-type: application/json' -d '{"inputs": "Paris is the [MASK] of France."}'
 """
 
 

@@ -1,7 +1,7 @@
 """An HTTP JSON API over the pipelines: /fill-mask, /classify, /embed and /health (FastAPI + uvicorn).
 
     nanobert serve --model runs/mlm --port 8000
-    curl -s localhost:8000/fill-mask -d '{"inputs": ["Paris is the [MASK] of France."], "top_k": 3}'
+    curl -s localhost:8000/fill-mask -H 'content-type: application/json' -d '{"inputs": ["Paris is the [MASK] of France."], "top_k": 3}'
 
 Requests: `{"inputs": "a text" | ["text", ...]}` (+ `"top_k"` for /fill-mask). Responses always
 hold one result per input text: `{"results": [...]}` (/fill-mask, /classify) or
