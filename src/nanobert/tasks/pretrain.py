@@ -152,6 +152,18 @@ def unigram_log_probs(data: TokenShards, vocab_size: int, special_ids, max_token
 
 
 @torch.no_grad()
+def init_fresh_model(model, settings: ModelSettings, train_data: TokenShards, tokenizer) -> None:
+    """A newly built model's starting point for a short run: the unigram output bias and sine/cosine positions."""
+    bias = model.cls.predictions.bias
+    if settings.unigram_bias and bias is not None:
+        bias.copy_(unigram_log_probs(train_data, bias.numel(), tokenizer.special_ids | {tokenizer.pad_token_id}))
+    positions = getattr(model.bert.embeddings, "position_embeddings", None)
+    if settings.sinusoidal_init and positions is not None:  # rows of norm sqrt(H/2) -> a N(0, initializer_range) row's
+        table = sinusoidal_positions(*positions.weight.shape)  # (P, H)
+        positions.weight.copy_(table * model.config.initializer_range * 2 ** 0.5)
+
+
+@torch.no_grad()
 def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k (token, probability) for each [MASK] in `text`.
 
@@ -201,15 +213,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
         model = build_model(cfg.model, tokenizer, int(meta["seq_len"]))
         torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout differs between processes
         train_data = TokenShards(cfg.data.dir, "train")
-        bias = model.cls.predictions.bias
-        if cfg.model.unigram_bias and not cfg.model.init_from and bias is not None:
-            with torch.no_grad():
-                bias.copy_(unigram_log_probs(train_data, bias.numel(), tokenizer.special_ids | {tokenizer.pad_token_id}))
-        positions = getattr(model.bert.embeddings, "position_embeddings", None)
-        if cfg.model.sinusoidal_init and not cfg.model.init_from and positions is not None:
-            with torch.no_grad():  # rows of norm sqrt(H/2) -> the norm of a N(0, initializer_range) row
-                table = sinusoidal_positions(*positions.weight.shape)  # (P, H)
-                positions.weight.copy_(table * model.config.initializer_range * 2 ** 0.5)
+        if not cfg.model.init_from:
+            init_fresh_model(model, cfg.model, train_data, tokenizer)
         stream = BatchStream(train_data, cfg.data.batch_size, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
                              rank=info.rank, world_size=info.world_size)
         batches = MaskedBatches(stream, tokenizer, cfg.data.mask_rate, cfg.seed, cfg.data.whole_word)
