@@ -210,3 +210,18 @@ def test_cli_finetune_and_evaluate(tiny_dir, splits, tmp_path, capsys):
     assert json.loads((tmp_path / "eval.json").read_text())["support"] == 200
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(dev)]) == 2
     assert "nanobert: error:" in capsys.readouterr().err
+
+
+def test_lora_plus_moves_lora_b_faster(tiny_dir, splits, tmp_path):
+    """LoRA+ (lora_plus_ratio): the B matrices get ratio x the learning rate, so they end up larger."""
+    from safetensors.torch import load_file
+
+    train, dev = splits
+    norms = {}
+    for ratio in (1.0, 16.0):
+        out = tmp_path / f"ratio{ratio:g}"
+        cfg = FinetuneConfig(**{**FAST, "epochs": 1, "lr": 1e-3}, max_steps=20, lora_r=4, lora_alpha=8, lora_plus_ratio=ratio)
+        finetune(tiny_dir, train, dev, out, cfg)
+        adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+        norms[ratio] = sum(v.norm().item() for k, v in adapter.items() if k.endswith("lora_B.weight"))
+    assert norms[16.0] > 5 * norms[1.0]

@@ -31,3 +31,20 @@ def test_fused_adamw_on_cpu_matches_the_reference_update():
             o.zero_grad()
     torch.testing.assert_close(a.weight, b.weight)
     torch.testing.assert_close(a.bias, b.bias)
+
+
+def test_lr_scales_give_named_parameters_a_faster_rate():
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"base": nn.Linear(4, 4), "lora_B": nn.Linear(4, 4)})
+    groups = param_groups(model, 0.0, lr_scales={"lora_B": 16})
+    assert len(groups) == 4  # (matrices, vectors) x (1, 16)
+    assert {id(p) for g in groups if g["lr_scale"] == 16.0 for p in g["params"]} == {
+        id(model["lora_B"].weight), id(model["lora_B"].bias)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = make_optimizer(model, lr=1e-3, weight_decay=0.0, lr_scales={"lora_B": 16})
+    x = torch.randn(8, 4)
+    (model["base"](x).sum() + model["lora_B"](x).sum()).backward()
+    opt.step()
+    # Adam's first step moves every parameter by its learning rate (times the sign of its gradient)
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    assert abs(moved["base.weight"] - 1e-3) < 1e-5 and abs(moved["lora_B.weight"] - 16e-3) < 1e-4

@@ -35,7 +35,8 @@ def _config(args):
              "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
              "max_train_examples": args.max_train_examples, "max_minutes": args.max_minutes,
              "lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_targets": args.lora_targets,
-             "lora_layers": args.lora_layers, "lora_modules_to_save": args.lora_modules_to_save, "seed": args.seed, "threads": args.threads}
+             "lora_layers": args.lora_layers, "lora_modules_to_save": args.lora_modules_to_save,
+             "lora_plus_ratio": args.lora_plus_ratio, "seed": args.seed, "threads": args.threads}
     for key, value in named.items():
         if value is not None:
             overrides = [f"--{key}", str(value)] + overrides
@@ -114,6 +115,8 @@ def register(subparsers) -> None:
     p.add_argument("--lora-layers", help="encoder layers to adapt: all (default), last-4, or 8,9,10,11")
     p.add_argument("--lora-modules-to-save", help="modules trained in full beside the adapters: classifier "
                    "(default) or classifier,pooler")
+    p.add_argument("--lora-plus-ratio", type=float, help="LoRA+: lora_B's learning rate is this many times --lr "
+                   "(default 1, plain LoRA; 16 is LoRA+'s choice)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -73,6 +73,8 @@ class FinetuneConfig:
     lora_layers: str = "all"  # "all", "last-4" or indices "8,9,10,11"
     lora_modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])  # trained in full beside
     # the adapters (PEFT's modules_to_save); add "pooler" to train the [CLS] pooler too (+H*H+H parameters)
+    lora_plus_ratio: float = 1.0  # LoRA+: lora_B learns this many times faster than lora_A and the rest (1: plain
+    # LoRA). B starts at zero and carries the update's size, so a larger step there speeds learning up; 16 is LoRA+'s
     # --- text + tabular
     tabular_hidden: int = 32
     # --- loop
@@ -234,7 +236,8 @@ def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
     warmup = int(cfg.warmup_ratio * total_steps)
-    optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
+    scales = {"lora_B": cfg.lora_plus_ratio} if cfg.lora_r and cfg.lora_plus_ratio != 1 else None
+    optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps, lr_scales=scales)
     lengths = train.lengths
     history, best, best_state, best_metrics, best_epoch = [], math.inf, None, None, 0
     step, train_time, stop = 0, 0.0, False
@@ -249,7 +252,7 @@ def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_
             lr = lr_at(step, max_lr=cfg.lr, min_lr=0.0, warmup_steps=warmup, decay_steps=total_steps - warmup,
                        kind="linear")
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             batch = collate(train, idx, pad_id)
             _, loss = model(**batch)
             loss.backward()

@@ -205,7 +205,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
             state.lr = lr_at(step, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
                              decay_steps=decay_steps, kind=cfg.schedule)
             for group in optimizer.param_groups:
-                group["lr"] = state.lr
+                group["lr"] = state.lr * group.get("lr_scale", 1.0)
             # 2. eval and checkpoint (skipped at the step we resumed at: done before the kill)
             fresh = not (resume and step == start_step)
             if eval_data is not None and fresh and (step % cfg.eval_every == 0 or final):
