@@ -225,3 +225,20 @@ def test_lora_plus_moves_lora_b_faster(tiny_dir, splits, tmp_path):
         adapter = load_file(out / "adapter" / "adapter_model.safetensors")
         norms[ratio] = sum(v.norm().item() for k, v in adapter.items() if k.endswith("lora_B.weight"))
     assert norms[16.0] > 5 * norms[1.0]
+
+
+@pytest.mark.parametrize("keep", ["accuracy", "last"])
+def test_keep_chooses_the_epoch(tiny_dir, splits, tmp_path, keep):
+    train, dev = splits
+    report = finetune(tiny_dir, train, dev, tmp_path / keep, FinetuneConfig(**{**FAST, "epochs": 3}, keep=keep))
+    hist = report["history"]
+    chosen = 1 + int(np.argmax([h["val_accuracy"] for h in hist])) if keep == "accuracy" else len(hist)
+    assert report["best_epoch"] == chosen
+    assert report["accuracy"] == pytest.approx(hist[chosen - 1]["val_accuracy"])
+    assert evaluate(tmp_path / keep, dev)["accuracy"] == pytest.approx(report["accuracy"])  # the saved model is that epoch
+
+
+def test_unknown_keep_rule(tiny_dir, splits, tmp_path):
+    with pytest.raises(NanobertError, match="keep must be one of loss, accuracy, last"):
+        finetune(tiny_dir, *splits, tmp_path / "x", FinetuneConfig(**FAST, keep="best"))
+    assert not (tmp_path / "x").exists()

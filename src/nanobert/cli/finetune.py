@@ -36,7 +36,7 @@ def _config(args):
              "max_train_examples": args.max_train_examples, "max_minutes": args.max_minutes,
              "lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_targets": args.lora_targets,
              "lora_layers": args.lora_layers, "lora_modules_to_save": args.lora_modules_to_save,
-             "lora_plus_ratio": args.lora_plus_ratio, "seed": args.seed, "threads": args.threads}
+             "lora_plus_ratio": args.lora_plus_ratio, "keep": args.keep, "seed": args.seed, "threads": args.threads}
     for key, value in named.items():
         if value is not None:
             overrides = [f"--{key}", str(value)] + overrides
@@ -93,7 +93,7 @@ def register(subparsers) -> None:
         "finetune", help="fine-tune a BERT classifier (full, LoRA, or text + tabular)",
         description="Fine-tune a BERT checkpoint (ours or any Hugging Face BERT directory) for classification on a "
         "CSV, TSV, JSONL or parquet file. Each epoch ends with a validation pass; the weights of the epoch with "
-        "the lowest validation loss are kept. Prints the classification report of the kept model.",
+        "the lowest validation loss are kept (--keep). Prints the classification report of the kept model.",
         epilog=_EPILOG_FT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="directory with config.json, model.safetensors and vocab.txt")
     p.add_argument("--train", required=True, help="labelled training file (.csv .tsv .jsonl .parquet, optionally .gz)")
@@ -117,6 +117,8 @@ def register(subparsers) -> None:
                    "(default) or classifier,pooler")
     p.add_argument("--lora-plus-ratio", type=float, help="LoRA+: lora_B's learning rate is this many times --lr "
                    "(default 1, plain LoRA; 16 is LoRA+'s choice)")
+    p.add_argument("--keep", choices=["loss", "accuracy", "last"],
+                   help="which epoch's weights to keep: lowest validation loss (default), highest accuracy, or the last")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -65,6 +65,8 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop (and end the schedule) after this many steps in all
     max_minutes: float | None = None  # stop training after this much wall time; the schedule is unchanged
     classifier_dropout: float | None = None  # None: the checkpoint's hidden_dropout_prob (0.1 for BERT)
+    keep: str = "loss"  # which epoch's weights to keep: lowest validation "loss" (seed 002), highest "accuracy",
+    # or the "last" one (no choice made on the validation data)
     # --- LoRA (lora_r = 0: full fine-tuning)
     lora_r: int = 0
     lora_alpha: float = 16.0  # scaling alpha / r
@@ -225,8 +227,12 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 
 # --- the loop -------------------------------------------------------------------------------------------------------
 
+# FinetuneConfig.keep -> the score of an epoch's validation metrics; the lowest score is kept ("last": every epoch ties
+# and the later one wins)
+KEEP_RULES = {"loss": lambda m: m["loss"], "accuracy": lambda m: -m["accuracy"], "last": lambda m: 0.0}
+
 def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_id: int, cfg: FinetuneConfig) -> dict:
-    """Train `model` in place; at the end it holds the weights of the epoch with the lowest validation loss.
+    """Train `model` in place; at the end it holds the weights of the epoch `cfg.keep` chooses (lowest validation loss).
 
     Returns {"history": [per epoch: train_loss, val_loss, val_accuracy, seconds, steps], "best_epoch",
     "train_time_s", "val_metrics" (of the best epoch)}.
@@ -239,6 +245,8 @@ def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_
     scales = {"lora_B": cfg.lora_plus_ratio} if cfg.lora_r and cfg.lora_plus_ratio != 1 else None
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps, lr_scales=scales)
     lengths = train.lengths
+    if cfg.keep not in KEEP_RULES:
+        raise NanobertError(f"keep must be one of {', '.join(KEEP_RULES)}, got {cfg.keep!r}")
     history, best, best_state, best_metrics, best_epoch = [], math.inf, None, None, 0
     step, train_time, stop = 0, 0.0, False
     deadline = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
@@ -274,8 +282,10 @@ def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_
                         "val_accuracy": metrics["accuracy"], "seconds": seconds})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val accuracy %.4f, %.1f s", epoch,
                  history[-1]["train_loss"], metrics["loss"], metrics["accuracy"], seconds)
-        if metrics["loss"] < best or best_state is None:
-            best, best_state, best_metrics = metrics["loss"], _trainable_state(model), metrics
+        score = KEEP_RULES[cfg.keep](metrics)
+        better = score <= best if cfg.keep == "last" else score < best
+        if better or best_state is None:
+            best, best_state, best_metrics = score, _trainable_state(model), metrics
             best_epoch = epoch
         if stop:
             break
