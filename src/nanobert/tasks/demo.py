@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 FILL_MASK_SENTENCES = [
     "The quick brown fox [MASK] over a lazy dog.",
-    "A single man in possession of a good fortune must be in want of a [MASK].",
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a [MASK].",
     "She was the youngest of the two [MASK] of a most affectionate, indulgent father.",
     "I do not wish to [MASK] you, but I must speak.",
 ]
@@ -66,8 +66,7 @@ class _Plan:
 
     novels: list[Path]
     vocab_size: int
-    seq_len: int  # short: a fresh model learns to use the words around a blank soonest (configs/mlm-cpu.toml)
-    pretrain_batch: int
+    seq_len: int
     pretrain_minutes: float
     pretrain_steps: int | None  # None: as many as fit in pretrain_minutes (timed on the machine)
     epochs: int
@@ -85,8 +84,7 @@ def _plan(cfg: DemoConfig) -> _Plan:
         raise NanobertError(f"the demo's data is missing from {ASSETS / 'janeausten'}; reinstall nanobert")
     if cfg.quick:
         pride = [p for p in novels if p.name.startswith("pride")]
-        return _Plan(pride, vocab_size=2000, seq_len=32, pretrain_batch=32, pretrain_minutes=0.0, pretrain_steps=400,
-                     epochs=1,
+        return _Plan(pride, vocab_size=2000, seq_len=64, pretrain_minutes=0.0, pretrain_steps=400, epochs=1,
                      own_examples=1500, own_minutes=None, minilm_examples=1280, minilm_minutes=None,
                      minilm_lr=3e-4, report_paragraphs=10)
     if cfg.minutes < 3:
@@ -94,8 +92,7 @@ def _plan(cfg: DemoConfig) -> _Plan:
     scale = cfg.minutes / 10.0
     # Fine-tuning is one epoch over a number of sentences (not a time cap, which would cut the schedule short):
     # MiniLM takes ~0.3 s a step of 32 on 2 cores, so 4,000 sentences are ~40 s a run at the default budget.
-    return _Plan(novels, vocab_size=8000, seq_len=32, pretrain_batch=64, pretrain_minutes=5.0 * scale,
-                 pretrain_steps=None, epochs=1,
+    return _Plan(novels, vocab_size=8000, seq_len=128, pretrain_minutes=5.0 * scale, pretrain_steps=None, epochs=1,
                  own_examples=7000, own_minutes=None, minilm_examples=min(7000, int(4000 * scale)),
                  minilm_minutes=None, minilm_lr=2e-4, report_paragraphs=40)
 
@@ -147,8 +144,10 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     prep_time = time.perf_counter() - t0
 
     pcfg = PretrainConfig(out_dir=str(run / "pretrain"), seed=cfg.seed, samples=FILL_MASK_SENTENCES[:2])
-    # configs/mlm-cpu.toml's choices for a short CPU run: short sequences, 40% masking, a high learning rate
-    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / "data"), plan.pretrain_batch, 16
+    # configs/mlm-cpu.toml's choices for a short CPU run (40% masking, a high learning rate), but 128-token
+    # sequences in batches of 16: the demo's own classifier then reads whole SST-2 sentences (with the recipe's
+    # 32 tokens it scored 63.8% on SST-2 dev instead of 72.4%, in a run on a loaded machine)
+    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / "data"), 16, 16
     pcfg.data.mask_rate = 0.4
     pcfg.model.preset, pcfg.model.dropout, pcfg.model.max_position_embeddings = "mini", 0.0, plan.seq_len
     tokenizer = load_tokenizer(run / "tokenizer")
