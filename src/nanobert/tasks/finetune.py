@@ -76,7 +76,7 @@ class FinetuneConfig:
     lora_modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])  # trained in full beside
     # the adapters (PEFT's modules_to_save); add "pooler" to train the [CLS] pooler too (+H*H+H parameters)
     lora_plus_ratio: float = 1.0  # LoRA+: lora_B learns this many times faster than lora_A and the rest (1: plain
-    # LoRA). B starts at zero and carries the update's size, so a larger step there speeds learning up; 16 is LoRA+'s
+    # LoRA). B starts at zero and sets the update's size, so a larger step there gets it going sooner; LoRA+ uses 16
     # --- text + tabular
     tabular_hidden: int = 32
     # --- loop
