@@ -242,3 +242,16 @@ def test_unknown_keep_rule(tiny_dir, splits, tmp_path):
     with pytest.raises(NanobertError, match="keep must be one of loss, accuracy, last"):
         finetune(tiny_dir, *splits, tmp_path / "x", FinetuneConfig(**FAST, keep="best"))
     assert not (tmp_path / "x").exists()
+
+
+def test_same_seed_same_model(tiny_dir, splits, tmp_path):
+    """The new head and the LoRA matrices come from the seed, not from torch's start state (which differs per run)."""
+    from safetensors.torch import load_file
+
+    train, dev = splits
+    cfg = FinetuneConfig(**{**FAST, "epochs": 1}, max_steps=5, lora_r=4, lora_alpha=8)
+    for state, name in ((1, "a"), (2, "b")):
+        torch.manual_seed(state)  # whatever state the process is in
+        finetune(tiny_dir, train, dev, tmp_path / name, cfg)
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -346,6 +346,7 @@ def _finetune(model_dir: Path, train_file, validation_file, out_dir, cfg: Finetu
     log.info("train %d, validation %d%s examples; labels %s", len(train), len(val),
              f", test {len(test)}" if test else "", labels.names)
 
+    torch.manual_seed(cfg.seed)  # the new head and the LoRA matrices: torch's own start seed differs every run
     model = build_model(model_dir, labels, cfg, stats)
     trainable, total = count_parameters(model)
     log.info("parameters: %s trainable of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
