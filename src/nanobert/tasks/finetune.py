@@ -227,9 +227,9 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 
 # --- the loop -------------------------------------------------------------------------------------------------------
 
-# FinetuneConfig.keep -> the score of an epoch's validation metrics; the lowest score is kept ("last": every epoch ties
-# and the later one wins)
-KEEP_RULES = {"loss": lambda m: m["loss"], "accuracy": lambda m: -m["accuracy"], "last": lambda m: 0.0}
+# FinetuneConfig.keep -> the score of an epoch (its validation metrics, its number); the lowest score is kept
+KEEP_RULES = {"loss": lambda m, epoch: m["loss"], "accuracy": lambda m, epoch: -m["accuracy"],
+              "last": lambda m, epoch: -epoch}
 
 def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_id: int, cfg: FinetuneConfig) -> dict:
     """Train `model` in place; at the end it holds the weights of the epoch `cfg.keep` chooses (lowest validation loss).
@@ -282,9 +282,8 @@ def train_classifier(model, train: Encoded, val: Encoded, names: list[str], pad_
                         "val_accuracy": metrics["accuracy"], "seconds": seconds})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val accuracy %.4f, %.1f s", epoch,
                  history[-1]["train_loss"], metrics["loss"], metrics["accuracy"], seconds)
-        score = KEEP_RULES[cfg.keep](metrics)
-        better = score <= best if cfg.keep == "last" else score < best
-        if better or best_state is None:
+        score = KEEP_RULES[cfg.keep](metrics, epoch)
+        if score < best or best_state is None:
             best, best_state, best_metrics = score, _trainable_state(model), metrics
             best_epoch = epoch
         if stop:
