@@ -36,12 +36,20 @@ def test_demo_writes_every_stage(demo_run):
     assert 0.0 <= summary["report_accuracy"] <= 1.0
 
 
+def _val_losses(path):
+    return [float(r["loss"]) for r in csv.DictReader(open(path)) if r["split"] == "val"]
+
+
 @pytest.mark.slow
 def test_demo_pretraining_learns(demo_run):
-    rows = [r for r in csv.DictReader(open(demo_run / "pretrain/metrics.csv")) if r["split"] == "val"]
-    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
-    assert first < 6.6, first  # starts at the unigram distribution (~6.1 nats), not uniform (ln 2000 = 7.6)
-    assert last < first - 0.3, (first, last)  # and learns from there (~5.5 after the quick run's 400 steps)
+    short, full = _val_losses(demo_run / "pretrain-short/metrics.csv"), _val_losses(demo_run / "pretrain/metrics.csv")
+    assert short[0] < 6.6, short  # starts at the unigram distribution (~6.1 nats), not uniform (ln 2000 = 7.6)
+    assert short[-1] < short[0] - 0.3, short  # and learns from there on short sequences
+    assert full[-1] < short[0] - 0.3, (short, full)  # the second phase continues from it on full-length ones
+    summary = json.loads((demo_run / "summary.json").read_text())["pretrain"]
+    assert [p["seq_len"] for p in summary["phases"]] == [32, 64] and summary["pretrain_steps"] == 400
+    config = json.loads((demo_run / "pretrain-short/model/config.json").read_text())
+    assert config["max_position_embeddings"] == 64  # the first phase's model already has every position
 
 
 @pytest.mark.slow

@@ -5,8 +5,10 @@
 Stages, each writing under one run directory:
 
 1. tokenizer/  a WordPiece vocabulary learned from scratch on Jane Austen's novels;
-2. data/, pretrain/  the novels cut into token shards, a small BERT pretrained with masked language
-   modeling (checkpoints, metrics.csv, loss.png, accuracy.png, and pretrain/model/ in Hugging Face format);
+2. data-short/, data/, pretrain-short/, pretrain/  the novels cut into token shards of 32 and 128 tokens,
+   a small BERT pretrained with masked language modeling on the short ones, then on the long ones
+   (each phase: metrics.csv, loss.png, accuracy.png, and model/ in Hugging Face format; pretrain/model/
+   is the final model);
 3. fill_mask.json, masked_predictions.html  fill-mask on a few sentences, and a page that shows
    masked words of held-out text with the model's guesses, right or wrong;
 4. finetune/<name>/  sentiment classifiers on an SST-2 sample, from the model just pretrained and
@@ -66,7 +68,9 @@ class _Plan:
 
     novels: list[Path]
     vocab_size: int
-    seq_len: int
+    seq_len: int  # the model's length: pretraining's second phase and the classifiers
+    short_seq_len: int  # pretraining's first phase (see _pretrain)
+    short_share: float  # of the pretraining steps spent on short sequences
     pretrain_minutes: float
     pretrain_steps: int | None  # None: as many as fit in pretrain_minutes (timed on the machine)
     epochs: int
@@ -84,7 +88,8 @@ def _plan(cfg: DemoConfig) -> _Plan:
         raise NanobertError(f"the demo's data is missing from {ASSETS / 'janeausten'}; reinstall nanobert")
     if cfg.quick:
         pride = [p for p in novels if p.name.startswith("pride")]
-        return _Plan(pride, vocab_size=2000, seq_len=64, pretrain_minutes=0.0, pretrain_steps=400, epochs=1,
+        return _Plan(pride, vocab_size=2000, seq_len=64, short_seq_len=32, short_share=0.75, pretrain_minutes=0.0,
+                     pretrain_steps=400, epochs=1,
                      own_examples=1500, own_minutes=None, minilm_examples=1280, minilm_minutes=None,
                      minilm_lr=3e-4, report_paragraphs=10)
     if cfg.minutes < 3:
@@ -92,7 +97,8 @@ def _plan(cfg: DemoConfig) -> _Plan:
     scale = cfg.minutes / 10.0
     # Fine-tuning is one epoch over a number of sentences (not a time cap, which would cut the schedule short):
     # MiniLM takes ~0.3 s a step of 32 on 2 cores, so 4,000 sentences are ~40 s a run at the default budget.
-    return _Plan(novels, vocab_size=8000, seq_len=128, pretrain_minutes=5.0 * scale, pretrain_steps=None, epochs=1,
+    return _Plan(novels, vocab_size=8000, seq_len=128, short_seq_len=32, short_share=0.75,
+                 pretrain_minutes=5.0 * scale, pretrain_steps=None, epochs=1,
                  own_examples=7000, own_minutes=None, minilm_examples=min(7000, int(4000 * scale)),
                  minilm_minutes=None, minilm_lr=2e-4, report_paragraphs=40)
 
@@ -121,12 +127,37 @@ def _steps_for(model, batch: dict, minutes: float) -> int:
     return max(20, int(minutes * 60 / per_step))
 
 
-def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
-    from nanobert.data.prepare import PrepareConfig, prepare
-    from nanobert.tasks.pretrain import MaskedBatches, PretrainConfig, build_model, pretrain
-    from nanobert.data.loaders import BatchStream, TokenShards
-    from nanobert.tokenizers import WordPieceTokenizer, load_tokenizer
+def _phase(run: Path, name: str, data: str, seq_len: int, plan: _Plan, cfg: DemoConfig, **train):
+    """A PretrainConfig for one phase: the mini BERT, batches of `plan.seq_len` x 16 tokens whatever the length."""
+    from nanobert.tasks.pretrain import PretrainConfig
     from nanobert.train.loop import LoopConfig
+
+    pcfg = PretrainConfig(out_dir=str(run / name), seed=cfg.seed, samples=FILL_MASK_SENTENCES[:2])
+    # configs/mlm-cpu.toml's choices for a short CPU run: 40% masking, no dropout, a high learning rate
+    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / data), 16 * plan.seq_len // seq_len, 16
+    pcfg.data.mask_rate = 0.4
+    pcfg.model.preset, pcfg.model.dropout, pcfg.model.max_position_embeddings = "mini", 0.0, plan.seq_len
+    steps = train.pop("max_steps")
+    pcfg.train = LoopConfig(max_steps=steps, warmup_steps=min(100, steps // 10), eval_every=max(10, steps // 8),
+                            checkpoint_every=0, max_checkpoints=1, log_every=max(1, steps // 50),
+                            progress=cfg.progress, **train)
+    return pcfg
+
+
+def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
+    """Tokenizer, shards, then pretraining in two phases.
+
+    A fresh BERT learns to use the words around a blank much sooner on short sequences (its attention
+    starts even over the sequence, and the neighbours are a bigger share of 32 tokens than of 128:
+    configs/mlm-cpu.toml), but the classifiers fine-tuned from it read whole SST-2 sentences, so
+    positions up to `plan.seq_len` must be trained too. The first phase (`short_share` of the steps)
+    runs on `short_seq_len`-token sequences of a model that already has `plan.seq_len` positions;
+    the second continues from it on full-length sequences. Both phases see the same tokens a step.
+    """
+    from nanobert.data.loaders import BatchStream, TokenShards
+    from nanobert.data.prepare import PrepareConfig, prepare
+    from nanobert.tasks.pretrain import MaskedBatches, build_model, pretrain
+    from nanobert.tokenizers import WordPieceTokenizer, load_tokenizer
 
     t0 = time.perf_counter()
     tokenizer = WordPieceTokenizer.train([str(p) for p in plan.novels], vocab_size=plan.vocab_size,
@@ -138,35 +169,39 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
              [tokenizer.id_to_token(i) for i in tokenizer.encode(sample)])
 
     t0 = time.perf_counter()
-    meta = prepare(PrepareConfig(inputs=[str(p) for p in plan.novels], tokenizer=str(run / "tokenizer"),
-                                 out_dir=str(run / "data"), seq_len=plan.seq_len, val_fraction=0.02,
-                                 test_fraction=0.02, seed=cfg.seed, num_workers=1), progress=cfg.progress)
+    meta = {}
+    for data, seq_len in (("data-short", plan.short_seq_len), ("data", plan.seq_len)):
+        meta[data] = prepare(PrepareConfig(inputs=[str(p) for p in plan.novels], tokenizer=str(run / "tokenizer"),
+                                           out_dir=str(run / data), seq_len=seq_len, val_fraction=0.02,
+                                           test_fraction=0.02, seed=cfg.seed, num_workers=1), progress=cfg.progress)
     prep_time = time.perf_counter() - t0
 
-    pcfg = PretrainConfig(out_dir=str(run / "pretrain"), seed=cfg.seed, samples=FILL_MASK_SENTENCES[:2])
-    # configs/mlm-cpu.toml's choices for a short CPU run (40% masking, a high learning rate), but 128-token
-    # sequences in batches of 16: the demo's own classifier then reads whole SST-2 sentences (with the recipe's
-    # 32 tokens it scored 63.8% on SST-2 dev instead of 72.4%, in a run on a loaded machine)
-    pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / "data"), 16, 16
-    pcfg.data.mask_rate = 0.4
-    pcfg.model.preset, pcfg.model.dropout, pcfg.model.max_position_embeddings = "mini", 0.0, plan.seq_len
     tokenizer = load_tokenizer(run / "tokenizer")
     steps = plan.pretrain_steps
     if steps is None:
-        stream = BatchStream(TokenShards(run / "data", "train"), pcfg.data.batch_size, seed=cfg.seed,
+        timing = _phase(run, "pretrain", "data", plan.seq_len, plan, cfg, max_steps=1)
+        stream = BatchStream(TokenShards(run / "data", "train"), timing.data.batch_size, seed=cfg.seed,
                              pad_id=tokenizer.pad_token_id)
-        batch = next(MaskedBatches(stream, tokenizer, pcfg.data.mask_rate, cfg.seed))
-        steps = _steps_for(build_model(pcfg.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
-    pcfg.train = LoopConfig(max_steps=steps, time_limit_min=plan.pretrain_minutes * 1.5, lr=3e-3, min_lr=1e-4,
-                            warmup_steps=min(100, steps // 10), eval_every=max(10, steps // 8),
-                            checkpoint_every=0, max_checkpoints=1, log_every=max(1, steps // 50),
-                            progress=cfg.progress)
-    t0 = time.perf_counter()
-    state = pretrain(pcfg)
+        batch = next(MaskedBatches(stream, tokenizer, timing.data.mask_rate, cfg.seed))
+        steps = _steps_for(build_model(timing.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
+    short_steps = max(1, round(plan.short_share * steps))
+    minutes = plan.pretrain_minutes * 1.5  # a time cap in case the machine slows down
+    short = _phase(run, "pretrain-short", "data-short", plan.short_seq_len, plan, cfg, max_steps=short_steps,
+                   lr=3e-3, min_lr=1e-4, time_limit_min=minutes * plan.short_share)
+    full = _phase(run, "pretrain", "data", plan.seq_len, plan, cfg, max_steps=max(1, steps - short_steps),
+                  lr=1e-3, min_lr=1e-4, time_limit_min=minutes * (1 - plan.short_share))
+    full.model.init_from = str(run / "pretrain-short" / "model")
+    phases = []
+    for pcfg, seq_len in ((short, plan.short_seq_len), (full, plan.seq_len)):
+        t0 = time.perf_counter()
+        state = pretrain(pcfg)
+        phases.append({"seq_len": seq_len, "steps": state.step, "tokens": state.tokens,
+                       "seconds": round(time.perf_counter() - t0, 1)})
     return {"tokenizer_vocab": tokenizer.vocab_size, "tokenizer_seconds": round(tok_time, 1),
-            "prepare_seconds": round(prep_time, 1), "train_sequences": meta["splits"]["train"]["sequences"],
-            "pretrain_steps": state.step, "pretrain_seconds": round(time.perf_counter() - t0, 1),
-            "pretrain_tokens": state.tokens, "val": {k: float(v) for k, v in state.metrics.items()}}
+            "prepare_seconds": round(prep_time, 1), "train_sequences": meta["data"]["splits"]["train"]["sequences"],
+            "phases": phases, "pretrain_steps": sum(p["steps"] for p in phases),
+            "pretrain_seconds": round(sum(p["seconds"] for p in phases), 1),
+            "pretrain_tokens": sum(p["tokens"] for p in phases), "val": {k: float(v) for k, v in state.metrics.items()}}
 
 
 def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
@@ -290,7 +325,8 @@ def format_summary(s: dict) -> str:
              "## Pretraining (a small BERT, masked language modeling, on Jane Austen)",
              f"- WordPiece vocabulary of {p['tokenizer_vocab']:,} tokens learned in {p['tokenizer_seconds']} s; "
              f"{p['train_sequences']:,} training sequences prepared in {p['prepare_seconds']} s",
-             f"- {p['pretrain_steps']:,} steps ({p['pretrain_tokens']:,} tokens) in {p['pretrain_seconds']} s; "
+             f"- {p['pretrain_steps']:,} steps ({p['pretrain_tokens']:,} tokens) in {p['pretrain_seconds']} s: "
+             + ", then ".join(f"{ph['steps']:,} on {ph['seq_len']}-token sequences" for ph in p["phases"]) + "; "
              + ", ".join(f"val {k} {v:.4g}" for k, v in val.items()),
              "- plots: `pretrain/loss.png`, `pretrain/accuracy.png`; model (Hugging Face format): `pretrain/model/`",
              "", "## Fill-mask", ""]
