@@ -188,6 +188,7 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     minutes = plan.pretrain_minutes * 1.5  # a time cap in case the machine slows down
     short = _phase(run, "pretrain-short", "data-short", plan.short_seq_len, plan, cfg, max_steps=short_steps,
                    lr=3e-3, min_lr=1e-4, time_limit_min=minutes * plan.short_share)
+    # the second phase refines a model that already uses context: a third of the first phase's peak rate
     full = _phase(run, "pretrain", "data", plan.seq_len, plan, cfg, max_steps=max(1, steps - short_steps),
                   lr=1e-3, min_lr=1e-4, time_limit_min=minutes * (1 - plan.short_share))
     full.model.init_from = str(run / "pretrain-short" / "model")
