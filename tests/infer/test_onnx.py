@@ -79,6 +79,19 @@ def test_classifier_int8_optimized(tiny_cls_dir, sst2_sentences, tmp_path):
     assert ClassifyPipeline(int8.path)(texts[0])["label"] in ("negative", "neutral", "positive")
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider"])
+def test_gpu_providers_match_cpu(provider, tiny_cls_dir, sst2_sentences, tmp_path):
+    if provider not in ort.get_available_providers():
+        pytest.skip(f"{provider} not in this onnxruntime (pip install onnxruntime-gpu on a CUDA machine)")
+    path = export_onnx(tiny_cls_dir, tmp_path / "cls.onnx", optimize=True).path
+    texts = sst2_sentences[:40]
+    gpu = ClassifyPipeline(path, providers=[provider, "CPUExecutionProvider"])
+    assert gpu.runner.name == f"onnxruntime:{provider}"  # the session got the provider asked for, not the CPU
+    cpu = ClassifyPipeline(path, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(gpu.probabilities(texts), cpu.probabilities(texts), atol=1e-3)
+
+
 def test_embed_onnx_equals_pytorch(tiny_mlm_dir, sst2_sentences, tmp_path):
     # a masked LM exports its encoder for embeddings too (--task embed)
     r = export_onnx(tiny_mlm_dir, tmp_path / "embed.onnx", task="embed")

@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
-# Fusions left out, by the graph optimizer and by ONNX Runtime's own session-time passes: the fused
-# SkipLayerNormalization kernel takes 2-3x the time of Add + LayerNormalization on a (32, 128, 384)
-# batch, ~5% of a MiniLM int8 forward (benchmarks/inference.py).
+# Fusions left out, by the graph optimizer and, on the CPU, by ONNX Runtime's own session-time passes:
+# the fused SkipLayerNormalization CPU kernel takes 2-3x the time of Add + LayerNormalization on a
+# (32, 128, 384) batch, ~5% of a MiniLM int8 forward (benchmarks/inference.py). On CUDA the session
+# fuses them again, ONNX Runtime's default there (not measured here).
 SLOWER_FUSIONS = ["SkipLayerNormFusion"]
 OUTPUT_NAME = {"fill-mask": "mask_logits", "classify": "logits", "embed": "embeddings"}
 
@@ -110,9 +111,9 @@ def _session(path: str | Path, providers: Sequence[str] | None = None, threads: 
     # keeps the cores busy while Python tokenizes the next batch (or another runtime works).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(
-        str(path), options, providers=resolve_providers(providers), disabled_optimizers=SLOWER_FUSIONS
-    )
+    chosen = resolve_providers(providers)
+    disabled = SLOWER_FUSIONS if chosen[0] == "CPUExecutionProvider" else []
+    return ort.InferenceSession(str(path), options, providers=chosen, disabled_optimizers=disabled)
 
 
 def resolve_providers(providers: Sequence[str] | None = None) -> list[str]:
