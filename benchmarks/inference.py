@@ -58,8 +58,9 @@ def timed_rounds(runners: dict, feeds: dict, repeats: int, warmup: int, clock=ti
 
     Turns make a change of load hit every runtime alike; blocks keep each runtime's thread pool from
     competing with the previous runtime's, whose threads may still be spinning for work right after
-    a switch (PyTorch's OpenMP threads do; the first call of a block pays for that, the median does not). `clock=time.process_time`
-    counts this process's CPU seconds: with one thread, the time the call would take on an idle machine.
+    a switch (PyTorch's OpenMP threads do; the first call of a block pays for that, the median does
+    not). `clock=time.process_time` counts this process's CPU seconds: with one thread, the time the
+    call would take on an idle machine.
     """
     for _ in range(warmup):
         for run in runners.values():

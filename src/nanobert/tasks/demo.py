@@ -127,7 +127,7 @@ def _steps_for(model, batch: dict, minutes: float) -> int:
     return max(20, int(minutes * 60 / per_step))
 
 
-def _phase(run: Path, name: str, data: str, seq_len: int, plan: _Plan, cfg: DemoConfig, **train):
+def _phase(run: Path, name: str, data: str, seq_len: int, steps: int, plan: _Plan, cfg: DemoConfig, **train):
     """A PretrainConfig for one phase: the mini BERT, batches of `plan.seq_len` x 16 tokens whatever the length."""
     from nanobert.tasks.pretrain import PretrainConfig
     from nanobert.train.loop import LoopConfig
@@ -137,7 +137,6 @@ def _phase(run: Path, name: str, data: str, seq_len: int, plan: _Plan, cfg: Demo
     pcfg.data.dir, pcfg.data.batch_size, pcfg.data.eval_batches = str(run / data), 16 * plan.seq_len // seq_len, 16
     pcfg.data.mask_rate = 0.4
     pcfg.model.preset, pcfg.model.dropout, pcfg.model.max_position_embeddings = "mini", 0.0, plan.seq_len
-    steps = train.pop("max_steps")
     pcfg.train = LoopConfig(max_steps=steps, warmup_steps=min(100, steps // 10), eval_every=max(10, steps // 8),
                             checkpoint_every=0, max_checkpoints=1, log_every=max(1, steps // 50),
                             progress=cfg.progress, **train)
@@ -179,17 +178,17 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     tokenizer = load_tokenizer(run / "tokenizer")
     steps = plan.pretrain_steps
     if steps is None:
-        timing = _phase(run, "pretrain", "data", plan.seq_len, plan, cfg, max_steps=1)
+        timing = _phase(run, "pretrain", "data", plan.seq_len, 1, plan, cfg)
         stream = BatchStream(TokenShards(run / "data", "train"), timing.data.batch_size, seed=cfg.seed,
                              pad_id=tokenizer.pad_token_id)
         batch = next(MaskedBatches(stream, tokenizer, timing.data.mask_rate, cfg.seed))
         steps = _steps_for(build_model(timing.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
     short_steps = max(1, round(plan.short_share * steps))
     minutes = plan.pretrain_minutes * 1.5  # a time cap in case the machine slows down
-    short = _phase(run, "pretrain-short", "data-short", plan.short_seq_len, plan, cfg, max_steps=short_steps,
+    short = _phase(run, "pretrain-short", "data-short", plan.short_seq_len, short_steps, plan, cfg,
                    lr=3e-3, min_lr=1e-4, time_limit_min=minutes * plan.short_share)
     # the second phase refines a model that already uses context: a third of the first phase's peak rate
-    full = _phase(run, "pretrain", "data", plan.seq_len, plan, cfg, max_steps=max(1, steps - short_steps),
+    full = _phase(run, "pretrain", "data", plan.seq_len, max(1, steps - short_steps), plan, cfg,
                   lr=1e-3, min_lr=1e-4, time_limit_min=minutes * (1 - plan.short_share))
     full.model.init_from = str(run / "pretrain-short" / "model")
     phases = []
