@@ -17,7 +17,7 @@ from nanobert.train.loop import LoopConfig  # the function is nanobert.train.loo
 from nanobert.train.optim import make_optimizer
 from nanobert.tasks.pretrain import PretrainConfig, fill_mask, pretrain
 from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm
-from nanobert.tasks.finetune import FinetuneConfig, evaluate, finetune
+from nanobert.tasks.finetune import FinetuneConfig, evaluate_classifier, finetune
 from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline, pipeline
 from nanobert.infer.generate import GenerationConfig, generate, generate_text
 from nanobert.infer.onnx import export_onnx
@@ -30,7 +30,7 @@ __all__ = [
     "load_model", "LoRALinear", "apply_lora", "merge_lora", "save_adapter", "load_adapter",
     "GPTConfig", "GPT", "BigramLanguageModel",
     "LoopConfig", "make_optimizer", "PretrainConfig", "pretrain", "fill_mask", "CausalLMConfig", "train_causal_lm",
-    "FinetuneConfig", "finetune", "evaluate",
+    "FinetuneConfig", "finetune", "evaluate_classifier",
     "FillMaskPipeline", "ClassifyPipeline", "EmbedPipeline", "pipeline",
     "GenerationConfig", "generate", "generate_text", "export_onnx", "DemoConfig", "run_demo",
 ]

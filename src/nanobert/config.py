@@ -9,6 +9,8 @@ overrides set more. Nothing is `exec`-ed and nothing lives in globals.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -123,8 +125,10 @@ def _merge(base: dict, extra: dict) -> dict:
     return merged
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Defaults of `cls`, then the TOML file at `path`, then `--key value` overrides."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                values: dict | None = None) -> T:
+    """Defaults of `cls`, then the TOML file at `path`, then `values` (a nested dict, e.g. from named command-line
+    options), then `--key value` overrides. The dataclasses check their own ranges (`check_fields`)."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -134,5 +138,39 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise NanobertError(f"config file {path} is not valid TOML: {e}") from None
-    data = _merge(data, parse_overrides(overrides))
+    data = _merge(_merge(data, values or {}), parse_overrides(overrides))
     return from_dict(cls, data)
+
+
+_RANGE = re.compile(r"^\s*(?:(>=|>|<=|<)\s*(\S+)|([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])]))\s*$")
+
+
+def in_range(value: float, rule: str) -> bool:
+    """Whether `value` obeys `rule`: ">= 1", "> 0", "[0, 1)" (interval notation). Example: in_range(0, "> 0") -> False."""
+    m = _RANGE.match(rule)
+    if m is None:
+        raise ValueError(f"bad range rule {rule!r}")
+    if not math.isfinite(value):
+        return False
+    op, bound, left, low, high, right = m.groups()
+    if op:
+        b = float(bound)
+        return {">=": value >= b, ">": value > b, "<=": value <= b, "<": value < b}[op]
+    lo_ok = value >= float(low) if left == "[" else value > float(low)
+    hi_ok = value <= float(high) if right == "]" else value < float(high)
+    return lo_ok and hi_ok
+
+
+def check_fields(cfg, ranges: dict[str, str], choices: dict[str, Sequence[str]] | None = None,
+                 prefix: str = "") -> None:
+    """Raise `NanobertError` naming the first field of `cfg` outside its range or choices (None passes: an
+    optional field left unset). Example: check_fields(cfg, {"batch_size": ">= 1"}) with batch_size 0 ->
+    "batch_size must be >= 1, got 0"."""
+    for name, rule in ranges.items():
+        value = getattr(cfg, name)
+        if value is not None and (isinstance(value, bool) or not in_range(float(value), rule)):
+            raise NanobertError(f"{prefix}{name} must be {rule}, got {value}")
+    for name, allowed in (choices or {}).items():
+        value = getattr(cfg, name)
+        if value not in allowed:
+            raise NanobertError(f"{prefix}{name} must be one of {', '.join(allowed)}, got {value!r}")

@@ -13,8 +13,10 @@ import torch
 from nanobert.errors import NanobertError
 from nanobert.model.bert import BertConfig, BertModel
 from nanobert.resources import ASSETS
-from nanobert.tasks.classification_report import classification_metrics
-from nanobert.tasks.finetune import FinetuneConfig, bucketed_batches, collate, evaluate, finetune, Encoded
+from nanobert.data.labelled import Encoded, bucketed_batches, collate_labelled
+from nanobert.model.lora import LoRAConfig
+from nanobert.tasks.finetune import FinetuneConfig, evaluate_classifier as evaluate, finetune
+from nanobert.train.metrics import classification_metrics
 from nanobert.tokenizers import WordPieceTokenizer
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -89,7 +91,7 @@ def test_full_finetune_learns_and_saves_hf_layout(tiny_dir, splits, tmp_path):
 def test_lora_finetune_trains_few_params_and_saves_adapter(tiny_dir, splits, tmp_path):
     train, dev = splits
     out = tmp_path / "lora"
-    cfg = FinetuneConfig(**{**FAST, "epochs": 1}, lora_r=4, lora_alpha=8, lora_layers="last-1")
+    cfg = FinetuneConfig(**{**FAST, "epochs": 1}, lora=LoRAConfig(r=4, alpha=8, layers="last-1"))
     report = finetune(tiny_dir, train, dev, out, cfg)
     H = 32
     assert report["trainable_params"] == 1 * 2 * 4 * (H + H) + (H * 2 + 2)  # 1 layer x (q, v) x r x (in+out) + classifier
@@ -131,7 +133,7 @@ def test_bucketed_batches_and_dynamic_padding():
     assert sorted(sorted(lengths[b].tolist()) for b in batches) == [[1, 1], [3, 3], [5, 5]]
     assert sorted(np.concatenate(batches).tolist()) == list(range(6))
     data = Encoded([[2, 7, 3], [2, 3]], [[0, 0, 0], [0, 0]], np.array([1, 0]), None)
-    batch = collate(data, [0, 1], pad_id=0)
+    batch = collate_labelled(data, [0, 1], pad_id=0)
     assert batch["input_ids"].tolist() == [[2, 7, 3], [2, 3, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [1, 0]
@@ -150,7 +152,7 @@ def test_metrics_match_hand_computation():
 
 def test_report_matches_scikit_learn():
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
-    from nanobert.tasks.classification_report import format_report
+    from nanobert.train.metrics import format_report
 
     rng = np.random.default_rng(3)
     y, p = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
@@ -194,24 +196,6 @@ def test_model_directory_without_config(splits, tmp_path):
         finetune(tmp_path / "weights", train, dev, tmp_path / "out", FinetuneConfig(**FAST))
 
 
-def test_cli_finetune_and_evaluate(tiny_dir, splits, tmp_path, capsys):
-    from nanobert.cli import main
-
-    train, dev = splits
-    out = tmp_path / "cli"
-    code = main(["finetune", "--model", str(tiny_dir), "--train", str(train), "--validation", str(dev),
-                 "--test", str(dev), "--out", str(out), "--epochs", "1", "--lr", "2e-3", "--no-progress", "--threads", "1",
-                 "--lora-r", "2", "--lora-targets", "query,key,value"])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "precision    recall  f1-score   support" in printed and "weighted avg" in printed
-    assert json.loads((out / "metrics.json").read_text())["split"] == "test"
-    assert main(["evaluate", "--model", str(out), "--data", str(dev), "--out", str(tmp_path / "eval.json")]) == 0
-    assert json.loads((tmp_path / "eval.json").read_text())["support"] == 200
-    assert main(["evaluate", "--model", str(tmp_path), "--data", str(dev)]) == 2
-    assert "nanobert: error:" in capsys.readouterr().err
-
-
 def test_lora_plus_moves_lora_b_faster(tiny_dir, splits, tmp_path):
     """LoRA+ (lora_plus_ratio): the B matrices get ratio x the learning rate, so they end up larger."""
     from safetensors.torch import load_file
@@ -220,7 +204,7 @@ def test_lora_plus_moves_lora_b_faster(tiny_dir, splits, tmp_path):
     norms = {}
     for ratio in (1.0, 16.0):
         out = tmp_path / f"ratio{ratio:g}"
-        cfg = FinetuneConfig(**{**FAST, "epochs": 1, "lr": 1e-3}, max_steps=20, lora_r=4, lora_alpha=8, lora_plus_ratio=ratio)
+        cfg = FinetuneConfig(**{**FAST, "epochs": 1, "lr": 1e-3}, max_steps=20, lora=LoRAConfig(r=4, alpha=8, plus_ratio=ratio))
         finetune(tiny_dir, train, dev, out, cfg)
         adapter = load_file(out / "adapter" / "adapter_model.safetensors")
         norms[ratio] = sum(v.norm().item() for k, v in adapter.items() if k.endswith("lora_B.weight"))
@@ -249,7 +233,7 @@ def test_same_seed_same_model(tiny_dir, splits, tmp_path):
     from safetensors.torch import load_file
 
     train, dev = splits
-    cfg = FinetuneConfig(**{**FAST, "epochs": 1}, max_steps=5, lora_r=4, lora_alpha=8)
+    cfg = FinetuneConfig(**{**FAST, "epochs": 1}, max_steps=5, lora=LoRAConfig(r=4, alpha=8))
     for state, name in ((1, "a"), (2, "b")):
         torch.manual_seed(state)  # whatever state the process is in
         finetune(tiny_dir, train, dev, tmp_path / name, cfg)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 from pathlib import Path
 
 ORDER = 40
@@ -19,39 +17,40 @@ examples:
   nanobert finetune --model minilm/ --train sst2/train.tsv --validation sst2/dev.tsv --out sst2-full \\
       --epochs 2 --lr 5e-5
   nanobert finetune --model minilm/ --train train.csv --validation dev.csv --out lora-r8 \\
-      --lora-r 8 --lora-targets query,value --lora-layers last-4 --lr 5e-4
-  nanobert finetune ... --config recipe.toml --warmup_ratio 0.1     (any FinetuneConfig field as --key value)
+      --lora-r 8 --lora-targets query,value --lora-layers last-4          (LoRA's default lr: 1e-3)
+  nanobert finetune ... --resume        (after a kill: rerun the same command with --resume)
+  torchrun --nproc-per-node 2 -m nanobert finetune ...                  (data-parallel, same global batch)
+  nanobert finetune ... --config recipe.toml --warmup_ratio 0.1 --lora.dropout 0.05   (any FinetuneConfig field)
 """
 
 
+# FinetuneConfig fields with a named option (any other field: --key value after the options)
+FLAGS = ["text_column", "text_pair_column", "label_column", "tabular_columns", "epochs", "batch_size", "lr",
+         "max_length", "max_train_examples", "max_minutes", "grad_accum", "precision", "init", "lora.r", "lora.alpha",
+         "lora.targets", "lora.layers", "lora.modules_to_save", "lora.plus_ratio", "keep", "seed", "threads"]
+COLUMN_FLAGS = FLAGS[:3]
+
+
 def _config(args):
+    from nanobert.cli.options import given_values
     from nanobert.config import load_config
     from nanobert.tasks.finetune import FinetuneConfig
 
-    # Named options first become overrides, so a TOML file can hold the rest and the command line wins.
-    overrides = list(args.overrides)
-    named = {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
-             "label_column": args.label_column, "tabular_columns": args.tabular_columns, "epochs": args.epochs,
-             "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
-             "max_train_examples": args.max_train_examples, "max_minutes": args.max_minutes,
-             "lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_targets": args.lora_targets,
-             "lora_layers": args.lora_layers, "lora_modules_to_save": args.lora_modules_to_save,
-             "lora_plus_ratio": args.lora_plus_ratio, "keep": args.keep, "seed": args.seed, "threads": args.threads}
-    for key, value in named.items():
-        if value is not None:
-            overrides = [f"--{key}", str(value)] + overrides
-    cfg = load_config(FinetuneConfig, args.config, overrides)
+    # Named options and a TOML file can be mixed: named options win over the file, --key value over both.
+    cfg = load_config(FinetuneConfig, args.config, args.overrides, values=given_values(args, FinetuneConfig, FLAGS))
     if args.no_progress:
-        cfg = dataclasses.replace(cfg, progress=False)
+        cfg.progress = False
     return cfg
 
 
 def _finetune(args) -> int:
-    from nanobert.tasks.classification_report import format_report
     from nanobert.tasks.finetune import finetune
+    from nanobert.train.metrics import format_report
 
     cfg = _config(args)
-    report = finetune(args.model, args.train, args.validation, args.out, cfg, test_file=args.test)
+    report = finetune(args.model, args.train, args.validation, args.out, cfg, test_file=args.test, resume=args.resume)
+    if not report:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     print(f"best epoch {report['best_epoch']} of {len(report['history'])}; {report['split']} loss "
           f"{report['loss']:.4f}; trainable parameters {report['trainable_params']:,} of {report['total_params']:,} "
           f"({100 * report['trainable_fraction']:.2f}%); training {report['train_time_s']:.0f} s")
@@ -66,12 +65,12 @@ def _finetune(args) -> int:
 
 def _evaluate(args) -> int:
     from nanobert.fileio import write_json
-    from nanobert.tasks.classification_report import format_report, plot_confusion_matrix
-    from nanobert.tasks.finetune import evaluate
+    from nanobert.tasks.finetune import evaluate_classifier
+    from nanobert.train.metrics import format_report
+    from nanobert.train.plots import plot_confusion_matrix
 
-    metrics = evaluate(args.model, args.data, batch_size=args.batch_size, text_column=args.text_column,
-                       text_pair_column=args.text_pair_column, label_column=args.label_column,
-                       progress=not args.no_progress and sys.stderr.isatty())
+    metrics = evaluate_classifier(args.model, args.data, batch_size=args.batch_size, text_column=args.text_column,
+                                  text_pair_column=args.text_pair_column, label_column=args.label_column)
     print(format_report(metrics, digits=args.digits), end="")
     print(f"\nloss {metrics['loss']:.4f}")
     if args.out:
@@ -82,13 +81,10 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _columns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-column", help="column with the text (default: 'text' or 'sentence', whichever exists)")
-    p.add_argument("--text-pair-column", help="column with a second text, for sentence-pair tasks")
-    p.add_argument("--label-column", help="column with the labels, strings or integers (default: label)")
-
-
 def register(subparsers) -> None:
+    from nanobert.cli.options import add_dataclass_args
+    from nanobert.tasks.finetune import FinetuneConfig
+
     p = subparsers.add_parser(
         "finetune", help="fine-tune a BERT classifier (full, LoRA, or text + tabular)",
         description="Fine-tune a BERT checkpoint (ours or any Hugging Face BERT directory) for classification on a "
@@ -101,26 +97,9 @@ def register(subparsers) -> None:
     p.add_argument("--test", help="labelled file scored once with the kept model (else the report is on validation)")
     p.add_argument("--out", required=True, help="output directory (replaced whole when training ends)")
     p.add_argument("--config", help="TOML file with FinetuneConfig fields")
-    _columns(p)
-    p.add_argument("--tabular-columns", help="comma-separated numeric columns to use beside the text")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-5; LoRA wants ~5e-4)")
-    p.add_argument("--max-length", type=int, help="truncate inputs to this many tokens (default 128)")
-    p.add_argument("--max-train-examples", type=int, help="train on a random subset of this size")
-    p.add_argument("--max-minutes", type=float, help="stop training after this much time")
-    p.add_argument("--lora-r", type=int, help="LoRA rank; 0 (default) trains every weight")
-    p.add_argument("--lora-alpha", type=float, help="LoRA scaling numerator (default 16; the update is scaled alpha/r)")
-    p.add_argument("--lora-targets", help="linear layers to adapt, e.g. query,value (default) or query,key,value,dense")
-    p.add_argument("--lora-layers", help="encoder layers to adapt: all (default), last-4, or 8,9,10,11")
-    p.add_argument("--lora-modules-to-save", help="modules trained in full beside the adapters: classifier "
-                   "(default) or classifier,pooler")
-    p.add_argument("--lora-plus-ratio", type=float, help="LoRA+: lora_B's learning rate is this many times --lr "
-                   "(default 1, plain LoRA; 16 is LoRA+'s choice)")
-    p.add_argument("--keep", choices=["loss", "accuracy", "last"],
-                   help="which epoch's weights to keep: lowest validation loss (default), highest accuracy, or the last")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_dataclass_args(p, FinetuneConfig, FLAGS)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints "
+                   "(after a kill: the same final weights as an uninterrupted run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_finetune, accepts_overrides=True)
 
@@ -131,7 +110,7 @@ def register(subparsers) -> None:
         "default to the ones the model was trained with.")
     e.add_argument("--model", required=True, help="directory written by 'nanobert finetune'")
     e.add_argument("--data", required=True, help="labelled file (.csv .tsv .jsonl .parquet, optionally .gz)")
-    _columns(e)
+    add_dataclass_args(e, FinetuneConfig, COLUMN_FLAGS)
     e.add_argument("--batch-size", type=int, default=128)
     e.add_argument("--digits", type=int, default=2, help="decimals in the report")
     e.add_argument("--out", help="also write the metrics to this JSON file and the confusion matrix beside it (.png)")

@@ -9,13 +9,19 @@ pieces: a word's continuation pieces ("##ing") follow the choice made for its fi
 
 The random numbers are drawn for a `(rows_total, width)` table and this batch uses rows
 `row_offset...`: a global batch split across processes is masked exactly as it would be in one process.
+`MaskedBatches` wraps a loader's batch stream and masks each batch with a seed drawn from its position,
+so a resumed run masks exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
+import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from nanobert.data import loaders
 
 
 def continuation_table(tokenizer) -> torch.Tensor:
@@ -80,3 +86,38 @@ def mask_tokens(input_ids: torch.Tensor, *, mask_id: int, special: torch.Tensor,
     swap = chosen & (u_kind >= 0.8) & (u_kind < 0.9)
     masked[swap] = random_ids[swap].to(masked.dtype)
     return masked, labels
+
+
+def _batch_seed(seed: int, epoch: int, index: int) -> int:
+    """A generator seed for the masks of batch `index` of `epoch`: a pure function of the data position."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class MaskedBatches:
+    """Wraps a `BatchStream`: adds dynamic masks (`input_ids` masked, `labels`) seeded by the batch's position."""
+
+    def __init__(self, stream: "loaders.BatchStream", tokenizer, rate: float, seed: int, whole_word: bool = False):
+        self.stream, self.rate, self.seed = stream, rate, seed
+        self.mask_id = tokenizer.mask_token_id
+        self.special = special_table(tokenizer.special_ids | {tokenizer.pad_token_id}, tokenizer.vocab_size)
+        self.continuation = continuation_table(tokenizer) if whole_word else None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        batch = next(self.stream)
+        epoch, index = batch.pop("position")
+        gen = torch.Generator().manual_seed(_batch_seed(self.seed, epoch, index))
+        s = self.stream
+        batch["input_ids"], batch["labels"] = mask_tokens(
+            batch["input_ids"], mask_id=self.mask_id, special=self.special, rate=self.rate,
+            attention_mask=batch["attention_mask"], generator=gen, continuation=self.continuation,
+            row_offset=s.rank * s.batch_size, rows_total=s.global_batch, width=s.data.seq_len)
+        return batch
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)

@@ -18,6 +18,7 @@ it is off by default (as in PEFT). `apply_lora` swaps the chosen linears of a BE
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -115,14 +116,26 @@ class LoRALinear(nn.Module):
 
 @dataclass
 class LoRAConfig:
-    """What `apply_lora` did, in the terms PEFT's `LoraConfig` uses."""
+    """Which adapters to add and how to train them; the names PEFT's `LoraConfig` uses (r, alpha, ...)."""
 
-    r: int = 8  # 8 is the common default; 1 already does well on sentence classification
-    alpha: float = 16.0  # scaling = alpha / r; alpha = 2r is the usual starting point
+    r: int = 0  # rank; 0: no adapters (full fine-tuning). 8 is the common choice; 1 already does well on sentences
+    alpha: float = 16.0  # the update is scaled by alpha / r; alpha = 2r is the usual starting point
     dropout: float = 0.0  # on the adapter's input; PEFT's default (a no-op where a model reads .weight instead of calling)
-    targets: list[str] = field(default_factory=lambda: ["query", "value"])  # the original LoRA paper's choice
-    layers: list[int] | None = None  # encoder layer indices to adapt; None = all
-    modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])  # trained in full, saved whole
+    targets: list[str] = field(default_factory=lambda: ["query", "value"])  # linears to adapt: the LoRA paper's choice
+    layers: str | list[int] | None = "all"  # encoder layers to adapt: "all", "last-4", "8,9,10,11" (or indices)
+    modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])  # trained in full beside the adapters
+    # and saved whole (PEFT's modules_to_save); add "pooler" to train the [CLS] pooler too (+H*H+H parameters)
+    plus_ratio: float = 1.0  # LoRA+: lora_B learns this many times faster than lora_A and the rest (1: plain LoRA).
+    # B starts at zero and sets the update's size, so a larger step there gets it going sooner; LoRA+ uses 16
+
+    def __post_init__(self):
+        from nanobert.config import check_fields
+
+        check_fields(self, {"r": ">= 0", "alpha": "> 0", "dropout": "[0, 1)", "plus_ratio": "> 0"}, prefix="lora.")
+
+    def lr_scales(self) -> dict[str, float] | None:
+        """`make_optimizer`'s lr_scales for LoRA+ ({"lora_B": plus_ratio}), None without it."""
+        return {"lora_B": self.plus_ratio} if self.r and self.plus_ratio != 1 else None
 
 
 def resolve_layers(spec: str | Sequence[int] | None, num_layers: int) -> list[int] | None:
@@ -154,16 +167,21 @@ def _layer_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def apply_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("query", "value"),
-               layers: Sequence[int] | None = None, dropout: float = 0.0,
-               modules_to_save: Sequence[str] = ("classifier",)) -> LoRAConfig:
-    """Freeze `model`, wrap each `nn.Linear` whose last name is in `targets` (and whose encoder layer is in
-    `layers`, if given) in a `LoRALinear`, and unfreeze the modules named in `modules_to_save`.
+def apply_lora(model: nn.Module, cfg: LoRAConfig | None = None, **overrides) -> LoRAConfig:
+    """Freeze `model`, wrap each `nn.Linear` whose last name is in `cfg.targets` (and whose encoder layer is in
+    `cfg.layers`) in a `LoRALinear`, and unfreeze the modules named in `cfg.modules_to_save`.
 
-    Returns the `LoRAConfig` (also stored as `model.lora_config`). Example: on MiniLM-L6 with r=8 on
-    query,value, 6 layers x 2 x 8 x (384 + 384) = 73,728 adapter parameters.
+    `overrides` replace fields of `cfg` (`apply_lora(model, r=8)`). Returns the config actually applied (layers
+    as indices, only the modules found to save), also stored as `model.lora_config`. Example: on MiniLM-L6 with
+    r=8 on query,value, 6 layers x 2 x 8 x (384 + 384) = 73,728 adapter parameters.
     """
-    targets = list(targets)
+    cfg = dataclasses.replace(cfg or LoRAConfig(), **overrides)
+    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if num_layers:
+        layers = resolve_layers(cfg.layers, num_layers)
+    else:  # a model without a BERT config: only explicit indices (or all) mean something
+        layers = None if cfg.layers in (None, "all") else [int(i) for i in cfg.layers]
+    targets = list(cfg.targets)
     for p in model.parameters():
         p.requires_grad_(False)
     found = []
@@ -174,21 +192,21 @@ def apply_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, targets: Seque
             continue
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(module, r, alpha, dropout))
+        setattr(parent, child, LoRALinear(module, cfg.r, cfg.alpha, cfg.dropout))
         found.append(name)
     if not found:
         raise NanobertError(f"no linear layer named {', '.join(targets)} found to adapt; "
                             "check --lora-targets (BERT has query, key, value, dense)")
     saved = []
-    for name in modules_to_save:
+    for name in cfg.modules_to_save:
         matches = [m for n, m in model.named_modules() if n == name or n.endswith("." + name)]
         for m in matches:
             for p in m.parameters():
                 p.requires_grad_(True)
         if matches:
             saved.append(name)
-    cfg = LoRAConfig(r=r, alpha=alpha, dropout=dropout, targets=targets,
-                     layers=list(layers) if layers is not None else None, modules_to_save=saved)
+    cfg = dataclasses.replace(cfg, targets=targets, layers=list(layers) if layers is not None else None,
+                              modules_to_save=saved)
     model.lora_config = cfg
     return cfg
 
@@ -275,8 +293,9 @@ def load_adapter(model: nn.Module, directory: str | Path) -> LoRAConfig:
     layers = pc.get("layers_to_transform")
     if isinstance(layers, int):
         layers = [layers]
-    cfg = apply_lora(model, r=int(pc["r"]), alpha=float(pc["lora_alpha"]), targets=targets, layers=layers,
-                     dropout=float(pc.get("lora_dropout", 0.0)), modules_to_save=pc.get("modules_to_save") or [])
+    cfg = apply_lora(model, LoRAConfig(r=int(pc["r"]), alpha=float(pc["lora_alpha"]), targets=targets, layers=layers,
+                                       dropout=float(pc.get("lora_dropout", 0.0)),
+                                       modules_to_save=pc.get("modules_to_save") or []))
     state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v for k, v in load_file(str(weights_path)).items()}
     expected = {k[len(PEFT_PREFIX):] for k in _adapter_state(model, cfg)}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)

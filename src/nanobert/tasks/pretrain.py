@@ -20,7 +20,7 @@ import torch
 
 from nanobert.config import to_dict
 from nanobert.data.loaders import BatchStream, TokenShards, read_meta
-from nanobert.data.masking import continuation_table, mask_tokens, special_table
+from nanobert.data.masking import MaskedBatches
 from nanobert.errors import NanobertError
 from nanobert.model.layers import sinusoidal_positions
 from nanobert.train import distributed
@@ -71,42 +71,7 @@ class PretrainConfig:
     train: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=1000, lr=1e-3))
 
 
-def _batch_seed(seed: int, epoch: int, index: int) -> int:
-    """A generator seed for the masks of batch `index` of `epoch`: a pure function of the data position."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
-
-
-class MaskedBatches:
-    """Wraps a `BatchStream`: adds dynamic masks (`input_ids` masked, `labels`) seeded by the batch's position."""
-
-    def __init__(self, stream: BatchStream, tokenizer, rate: float, seed: int, whole_word: bool = False):
-        self.stream, self.rate, self.seed = stream, rate, seed
-        self.mask_id = tokenizer.mask_token_id
-        self.special = special_table(tokenizer.special_ids | {tokenizer.pad_token_id}, tokenizer.vocab_size)
-        self.continuation = continuation_table(tokenizer) if whole_word else None
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        batch = next(self.stream)
-        epoch, index = batch.pop("position")
-        gen = torch.Generator().manual_seed(_batch_seed(self.seed, epoch, index))
-        s = self.stream
-        batch["input_ids"], batch["labels"] = mask_tokens(
-            batch["input_ids"], mask_id=self.mask_id, special=self.special, rate=self.rate,
-            attention_mask=batch["attention_mask"], generator=gen, continuation=self.continuation,
-            row_offset=s.rank * s.batch_size, rows_total=s.global_batch, width=s.data.seq_len)
-        return batch
-
-    def state_dict(self) -> dict:
-        return self.stream.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.stream.load_state_dict(state)
-
-
-def build_model(settings: ModelSettings, tokenizer, seq_len: int):
+def build_mlm_model(settings: ModelSettings, tokenizer, seq_len: int):
     """A BertForMaskedLM for `tokenizer`, checked against the data: vocab size and sequence length."""
     from nanobert.model.bert import BertConfig, BertForMaskedLM
 
@@ -210,7 +175,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
     info = distributed.setup(cfg.train.device)
     try:
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
-        model = build_model(cfg.model, tokenizer, int(meta["seq_len"]))
+        model = build_mlm_model(cfg.model, tokenizer, int(meta["seq_len"]))
         torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout differs between processes
         train_data = TokenShards(cfg.data.dir, "train")
         if not cfg.model.init_from:

@@ -6,6 +6,7 @@ A checkpoint is a directory `step-00001200/` holding everything the next step de
     optimizer.pt        AdamW moments and step counts (read back with weights_only=True)
     rng.safetensors     every process's torch (and CUDA) generator states
     state.json          step, data position, Python/NumPy RNG states, metrics, config
+    callbacks.pt        the training callbacks' own state (e.g. the weights of the best epoch so far)
 
 It is written under a temporary name and renamed into place (`fileio.atomic_dir`), so a
 directory named `step-*` is always complete; after each save only the newest `keep` remain.
@@ -72,11 +73,11 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict, rng_states: list[dict], keep: int = 3) -> Path:
+                    state: dict, rng_states: list[dict], keep: int = 3, extra: dict | None = None) -> Path:
     """Write `run_dir/step-{step:08d}` atomically, then delete all but the newest `keep` checkpoints.
 
     `state` is JSON-able (data position, metrics, config); `rng_states` holds one `capture_rng()`
-    per process, in rank order.
+    per process, in rank order; `extra` (tensors, numbers, strings) goes to callbacks.pt.
     """
     path = Path(run_dir) / f"step-{step:08d}"
     for stale in Path(run_dir).glob(".step-*.tmp"):  # left by a run killed while saving
@@ -91,6 +92,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
                 tensors[f"rank{r}.cuda{i}"] = c
             host.append({"numpy": s["numpy"], "python": s["python"], "num_cuda": len(s["cuda"])})
         save_file(tensors, str(tmp / "rng.safetensors"))
+        if extra:
+            torch.save(extra, tmp / "callbacks.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step, "rng": host}) + "\n", encoding="utf-8")
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -98,20 +101,38 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
     return path
 
 
+def _read(path: Path, what: str, reader):
+    """`reader(path)`, or one clear error when the file is missing or damaged."""
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise NanobertError(f"checkpoint file {path} is missing; resume from an older checkpoint "
+                            f"(pass its step-* directory) or start again without --resume") from None
+    except Exception as e:  # a truncated or overwritten file: torch, safetensors and json each raise their own
+        raise NanobertError(f"checkpoint file {path} is damaged ({what}: {type(e).__name__}); delete "
+                            f"{path.parent} to resume from the checkpoint before it") from None
+
+
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     rank: int = 0) -> dict:
-    """Load weights (and optimizer state) from checkpoint `path`; restore `rank`'s RNG states; return state.json."""
+    """Load weights (and optimizer state) from checkpoint `path`; restore `rank`'s RNG states; return state.json
+    (with the callbacks' saved state under "callbacks")."""
     path = Path(path)
     if not (path / "state.json").is_file():
         raise NanobertError(f"{path} is not a checkpoint (no state.json); pass a step-XXXXXXXX directory")
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    state = _read(path / "state.json", "state", lambda p: json.loads(p.read_text(encoding="utf-8")))
+    missing, unexpected = _read(path / "model.safetensors", "weights",
+                                lambda p: load_model(model, str(p), strict=False))
     if missing or unexpected:
         raise NanobertError(f"checkpoint {path} does not fit this model: missing {sorted(missing)[:5]}, "
                             f"unexpected {sorted(unexpected)[:5]}; resume with the same model settings")
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    tensors = load_file(str(path / "rng.safetensors"))
+        opt_state = _read(path / "optimizer.pt", "optimizer", lambda p: torch.load(p, weights_only=True))
+        optimizer.load_state_dict(opt_state)
+    tensors = _read(path / "rng.safetensors", "random states", lambda p: load_file(str(p)))
+    extra = path / "callbacks.pt"
+    state["callbacks"] = _read(extra, "callbacks", lambda p: torch.load(p, weights_only=True)) \
+        if extra.exists() else {}
     hosts = state.pop("rng")
     if rank >= len(hosts):
         raise NanobertError(f"checkpoint {path} was written by {len(hosts)} processes; resume with as many")

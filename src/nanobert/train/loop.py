@@ -14,7 +14,9 @@ The contract, all of it:
   position is saved in checkpoints and restored on resume.
 - `eval_data()` returns a fresh, finite iterable of this process's validation batches.
 - `callbacks` are objects with any of `on_step_end(state)`, `on_eval(state, metrics)`,
-  `on_checkpoint(state, path)`, `on_train_end(state)`; `state` is a `LoopState`.
+  `on_checkpoint(state, path)`, `on_train_end(state)`; `state` is a `LoopState`. A callback with
+  `state_dict()` / `load_state_dict()` (tensors, numbers, strings, lists, dicts) has its state saved in
+  each checkpoint and restored on resume.
 
 `cfg.max_steps` ends the run (and `cfg.time_limit_min`, when set, ends it earlier): the last step
 is evaluated and checkpointed like any other. Each step: learning rate -> eval / checkpoint -> micro-steps (forward, backward) -> clip -> optimizer
@@ -62,7 +64,8 @@ class LoopConfig:
     eps: float = 1e-6
     grad_accum: int = 1  # micro-batches per optimizer step (a larger batch without more memory)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    eval_every: int = 200  # steps between validation passes (also at step 0 and at the end)
+    eval_every: int = 200  # steps between validation passes (also at the end)
+    eval_first: bool = True  # also evaluate at step 0: the untrained model's point on the curve
     checkpoint_every: int = 500  # steps between checkpoints (also at the end); 0: only at the end
     max_checkpoints: int = 3  # keep this many newest checkpoints
     log_every: int = 10  # steps between train-metric rows in the CSV / log
@@ -148,6 +151,126 @@ def _diverged(what: str, out_dir: Path | None):
                         f"{last_good or 'none'}; lower the learning rate or raise warmup-steps")
 
 
+def _callback_states(callbacks) -> dict:
+    """{class name: state_dict()} of the callbacks that have one (saved in checkpoints)."""
+    return {type(cb).__name__: cb.state_dict() for cb in callbacks if hasattr(cb, "state_dict")}
+
+
+def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, info) -> tuple[int, int, dict]:
+    """Load the checkpoint to resume from (or check that `out_dir` holds none); returns (step, tokens, metrics)."""
+    if not resume:
+        if out_dir is not None and checkpoints.latest_checkpoint(out_dir) is not None:
+            raise NanobertError(f"{out_dir} already holds checkpoints; pass --resume to continue it or pick a new "
+                                "out-dir")
+        return 0, 0, {}
+    if out_dir is None and not isinstance(resume, (str, Path)):
+        raise NanobertError("resume needs the run's output directory")
+    ckpt = Path(resume) if isinstance(resume, (str, Path)) else checkpoints.latest_checkpoint(out_dir)
+    if ckpt is None:
+        raise NanobertError(f"nothing to resume: no checkpoint in {out_dir}; run without --resume")
+    saved = checkpoints.load_checkpoint(ckpt, model, optimizer, rank=info.rank)
+    if saved.get("data") is not None and hasattr(batches, "load_state_dict"):
+        batches.load_state_dict(saved["data"])
+    for cb in callbacks:
+        if hasattr(cb, "load_state_dict") and type(cb).__name__ in saved.get("callbacks", {}):
+            cb.load_state_dict(saved["callbacks"][type(cb).__name__])
+    log.info("resuming from %s (step %d)", ckpt, saved["step"])
+    return saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}
+
+
+def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: bool, eval_data, batches,
+                         out_dir: Path | None, logger, callbacks, run_config) -> None:
+    """Step 2 of each step: a validation pass and a checkpoint when they are due."""
+    step, info = state.step, state.info
+    due = step % cfg.eval_every == 0 and (step > 0 or cfg.eval_first)
+    if eval_data is not None and fresh and (due or final):
+        state.metrics = evaluate(state.model, eval_data(), info.device, cfg.precision)
+        if state.metrics:
+            log.info("step %d val loss %.4f accuracy %.4f perplexity %.2f", step,
+                     state.metrics["loss"], state.metrics["accuracy"], state.metrics["perplexity"])
+            if logger:
+                logger.log(step, "val", **state.metrics)
+            _call(callbacks, "on_eval", state, state.metrics)
+    if out_dir is None or not fresh or step == 0 or not (
+            final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+        return
+    if not all(bool(torch.isfinite(p).all()) for p in state.model.parameters()):
+        _diverged(f"the weights became non-finite by step {step}", out_dir)
+    rngs = distributed.all_gather_objects(checkpoints.capture_rng())
+    if info.is_main:
+        data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
+        path = checkpoints.save_checkpoint(
+            out_dir, step, state.model, state.optimizer,
+            {"tokens": state.tokens, "data": data_pos, "metrics": state.metrics, "config": run_config},
+            rngs, keep=cfg.max_checkpoints, extra=_callback_states(callbacks))
+        _call(callbacks, "on_checkpoint", state, path)
+    distributed.barrier()
+
+
+def _micro_steps(train_model, micro: list[dict], autocast, info: distributed.DistInfo) -> torch.Tensor:
+    """Step 3: forward and backward over this process's micro-batches, each weighted by its share of the
+    global targets. Returns (4,) float64 sums: weighted loss, correct, targets, tokens."""
+    counts = [_num_targets(b) for b in micro]
+    total = distributed.all_reduce_sum(torch.tensor(float(sum(counts)), dtype=torch.float64)).item()
+    sums = torch.zeros(4, dtype=torch.float64)
+    for i, batch in enumerate(micro):
+        last = i == len(micro) - 1
+        sync = contextlib.nullcontext() if last or not info.enabled else train_model.no_sync()
+        weight = counts[i] / total * info.world_size if total > 0 else 1.0 / len(micro)
+        with sync:
+            with autocast():
+                logits, loss = train_model(**batch)
+            (loss * weight).backward()
+        correct = count_correct(logits.detach(), batch["labels"])[0] if "labels" in batch else 0
+        sums += torch.tensor([loss.item() * weight / info.world_size, correct, counts[i], _num_tokens(batch)],
+                             dtype=torch.float64)
+    return sums
+
+
+def _clip_and_check(model, sums: torch.Tensor, grad_clip: float, step: int, out_dir) -> list[float]:
+    """Step 4: clip the global gradient norm; stop on a non-finite loss or gradient before the weights are
+    touched. Returns [loss, correct, targets, tokens] summed over processes."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    sums = distributed.all_reduce_sum(torch.cat([sums, grad_norm.detach().double().reshape(1).cpu()]))
+    step_loss, correct, n, step_tokens, _ = sums.tolist()
+    if not (math.isfinite(step_loss) and math.isfinite(float(grad_norm))):
+        what = f"the loss became {step_loss}" if not math.isfinite(step_loss) else "the gradient became inf"
+        _diverged(f"{what} at step {step + 1}", out_dir)
+    return [step_loss, correct, n, step_tokens]
+
+
+class _Progress:
+    """Step 6: the progress bar and the train rows of metrics.csv (tokens/s since the last row)."""
+
+    def __init__(self, cfg: LoopConfig, state: LoopState, logger):
+        self.cfg, self.logger = cfg, logger
+        self.bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not (cfg.progress and state.info.is_main),
+                        dynamic_ncols=True, unit="step")
+        self.t_last, self.tokens_last = time.perf_counter(), state.tokens
+
+    def log(self, state: LoopState, correct: float, n: float) -> None:
+        now = time.perf_counter()
+        tok_s = (state.tokens - self.tokens_last) / max(now - self.t_last, 1e-9)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{state.loss:.3f}", lr=f"{state.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        if self.logger and (state.step % self.cfg.log_every == 0 or state.step == self.cfg.max_steps):
+            acc = correct / n if n else float("nan")
+            self.logger.log(state.step, "train", loss=state.loss, accuracy=acc, perplexity=perplexity(state.loss),
+                            lr=state.lr, tokens_per_s=tok_s)
+            log.debug("step %d loss %.4f lr %.3g tokens/s %.0f", state.step, state.loss, state.lr, tok_s)
+            self.t_last, self.tokens_last = now, state.tokens
+
+
+def _stop_now(state: LoopState, cfg: LoopConfig, deadline: float | None) -> bool:
+    """The last step: max_steps reached, or the time limit (every process must agree to stop at the same step)."""
+    if state.step >= cfg.max_steps:
+        return True
+    if deadline is None:
+        return False
+    late = torch.tensor(float(time.monotonic() >= deadline))
+    return distributed.all_reduce_sum(late).item() > 0
+
+
 def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_dir: str | Path | None = None, *,
           eval_data: Callable[[], Iterable[dict]] | None = None, optimizer: torch.optim.Optimizer | None = None,
           resume: bool | str | Path = False, callbacks: Iterable = (), info: distributed.DistInfo | None = None,
@@ -166,22 +289,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
     decay_steps = cfg.decay_steps if cfg.decay_steps is not None else max(1, cfg.max_steps - cfg.warmup_steps)
     autocast = _autocast(cfg.precision, info.device)
     out_dir = Path(out_dir) if out_dir is not None else None
-
-    start_step, tokens, metrics = 0, 0, {}
-    if resume:
-        if out_dir is None and not isinstance(resume, (str, Path)):
-            raise NanobertError("resume needs the run's output directory")
-        ckpt = Path(resume) if isinstance(resume, (str, Path)) else checkpoints.latest_checkpoint(out_dir)
-        if ckpt is None:
-            raise NanobertError(f"nothing to resume: no checkpoint in {out_dir}; run without --resume")
-        saved = checkpoints.load_checkpoint(ckpt, model, optimizer, rank=info.rank)
-        start_step, tokens, metrics = saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}
-        if saved.get("data") is not None and hasattr(batches, "load_state_dict"):
-            batches.load_state_dict(saved["data"])
-        log.info("resuming from %s (step %d)", ckpt, start_step)
-    elif out_dir is not None and checkpoints.latest_checkpoint(out_dir) is not None:
-        raise NanobertError(f"{out_dir} already holds checkpoints; pass --resume to continue it or pick a new out-dir")
-
+    start_step, tokens, metrics = _resume(resume, out_dir, model, optimizer, batches, callbacks, info)
     logger = MetricsLogger(out_dir, start_step if resume else None, cfg.tensorboard) \
         if out_dir is not None and info.is_main else None
     train_model = distributed.wrap(model, info)
@@ -189,95 +297,41 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
         train_model = torch.compile(train_model)
     state = LoopState(step=start_step, lr=0.0, loss=float("nan"), tokens=tokens, model=model,
                       optimizer=optimizer, info=info, metrics=metrics)
-    bar = tqdm(total=cfg.max_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
-               dynamic_ncols=True, unit="step")
-    t_last, tokens_last = time.perf_counter(), tokens
+    progress = _Progress(cfg, state, logger)
     deadline = time.monotonic() + 60 * cfg.time_limit_min if cfg.time_limit_min > 0 else None
     model.train()
     try:
         while True:
-            step = state.step
-            final = step >= cfg.max_steps
-            if deadline is not None and not final:  # every process must agree to stop at the same step
-                late = torch.tensor(float(time.monotonic() >= deadline))
-                final = distributed.all_reduce_sum(late).item() > 0
+            final = _stop_now(state, cfg, deadline)
             # 1. learning rate: a pure function of the step, so nothing to restore on resume
-            state.lr = lr_at(step, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+            state.lr = lr_at(state.step, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
                              decay_steps=decay_steps, kind=cfg.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = state.lr * group.get("lr_scale", 1.0)
             # 2. eval and checkpoint (skipped at the step we resumed at: done before the kill)
-            fresh = not (resume and step == start_step)
-            if eval_data is not None and fresh and (step % cfg.eval_every == 0 or final):
-                state.metrics = evaluate(model, eval_data(), info.device, cfg.precision)
-                if state.metrics:
-                    log.info("step %d val loss %.4f accuracy %.4f perplexity %.2f", step,
-                             state.metrics["loss"], state.metrics["accuracy"], state.metrics["perplexity"])
-                    if logger:
-                        logger.log(step, "val", **state.metrics)
-                    _call(callbacks, "on_eval", state, state.metrics)
-            if out_dir is not None and fresh and step > 0 and (
-                    final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                    _diverged(f"the weights became non-finite by step {step}", out_dir)
-                rngs = distributed.all_gather_objects(checkpoints.capture_rng())
-                if info.is_main:
-                    data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
-                    path = checkpoints.save_checkpoint(
-                        out_dir, step, model, optimizer, {"tokens": state.tokens, "data": data_pos,
-                                                          "metrics": state.metrics, "config": run_config},
-                        rngs, keep=cfg.max_checkpoints)
-                    _call(callbacks, "on_checkpoint", state, path)
-                distributed.barrier()
+            fresh = not (resume and state.step == start_step)
+            _eval_and_checkpoint(state, cfg, final, fresh, eval_data, batches, out_dir, logger, callbacks, run_config)
             if final:
                 break
-            # 3. micro-steps: forward and backward, each weighted by its share of the global targets
+            # 3. micro-steps: forward and backward
             try:
                 micro = [_to(next(batches), info.device) for _ in range(cfg.grad_accum)]
             except StopIteration:
-                log.warning("the batch iterator ran out at step %d; stopping", step)
+                log.warning("the batch iterator ran out at step %d; stopping", state.step)
                 break
-            counts = [_num_targets(b) for b in micro]
-            total = distributed.all_reduce_sum(torch.tensor(float(sum(counts)), dtype=torch.float64)).item()
-            sums = torch.zeros(4, dtype=torch.float64)  # weighted loss, correct, targets, tokens
-            for i, batch in enumerate(micro):
-                last = i == len(micro) - 1
-                sync = contextlib.nullcontext() if last or not info.enabled else train_model.no_sync()
-                weight = counts[i] / total * info.world_size if total > 0 else 1.0 / len(micro)
-                with sync:
-                    with autocast():
-                        logits, loss = train_model(**batch)
-                    (loss * weight).backward()
-                correct = count_correct(logits.detach(), batch["labels"])[0] if "labels" in batch else 0
-                sums += torch.tensor([loss.item() * weight / info.world_size, correct, counts[i],
-                                      _num_tokens(batch)], dtype=torch.float64)
-            # 4. stop on a non-finite loss or gradient before the weights are touched
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0
-                                                       else float("inf"))
-            sums = distributed.all_reduce_sum(torch.cat([sums, grad_norm.detach().double().reshape(1).cpu()]))
-            step_loss, correct, n, step_tokens, _ = sums.tolist()
-            if not (math.isfinite(step_loss) and math.isfinite(float(grad_norm))):
-                what = f"the loss became {step_loss}" if not math.isfinite(step_loss) else "the gradient became inf"
-                _diverged(f"{what} at step {step + 1}", out_dir)
+            sums = _micro_steps(train_model, micro, autocast, info)
+            # 4. clip; stop on a non-finite loss or gradient
+            step_loss, correct, n, step_tokens = _clip_and_check(model, sums, cfg.grad_clip, state.step, out_dir)
             # 5. optimizer step, zero grads
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            state.step, state.loss, state.tokens = step + 1, step_loss, state.tokens + int(step_tokens)
+            state.step, state.loss, state.tokens = state.step + 1, step_loss, state.tokens + int(step_tokens)
             # 6. log
-            now = time.perf_counter()
-            tok_s = (state.tokens - tokens_last) / max(now - t_last, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{state.lr:.2e}", tok_s=f"{tok_s:,.0f}")
-            if logger and (state.step % cfg.log_every == 0 or state.step == cfg.max_steps):
-                acc = correct / n if n else float("nan")
-                logger.log(state.step, "train", loss=step_loss, accuracy=acc, perplexity=perplexity(step_loss),
-                           lr=state.lr, tokens_per_s=tok_s)
-                log.debug("step %d loss %.4f lr %.3g tokens/s %.0f", state.step, step_loss, state.lr, tok_s)
-                t_last, tokens_last = now, state.tokens
+            progress.log(state, correct, n)
             _call(callbacks, "on_step_end", state)
         _call(callbacks, "on_train_end", state)  # still inside: its log lines reach train.log
     finally:
-        bar.close()
+        progress.bar.close()
         if logger:
             logger.close()
     if logger and cfg.plots:

@@ -1,4 +1,11 @@
-"""What a training run records: a log file, a CSV of metrics and (if installed) TensorBoard events.
+"""What a training run records (a log file, a CSV of metrics, TensorBoard events) and how a classifier scores.
+
+    m = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], names=["neg", "pos"])
+    m["accuracy"]                      # 0.75
+    m["per_class"]["pos"]["recall"]    # 0.5
+    print(format_report(m))            # the layout of sklearn.metrics.classification_report
+
+Precision, recall or F1 with a zero denominator count as 0.0 (as scikit-learn's default does).
 
 One `MetricsLogger` per run, on the main process only. Every row is `(step, split, name=value...)`;
 the CSV (`metrics.csv`) has the columns step, split, loss, accuracy, perplexity, lr, tokens_per_s
@@ -12,7 +19,9 @@ import csv
 import logging
 import math
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from nanobert.fileio import write_text
@@ -42,6 +51,62 @@ def count_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
 def perplexity(loss: float) -> float:
     """exp(loss), capped to avoid overflow for diverged runs."""
     return math.exp(min(loss, 50.0))
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """(K, K) counts, rows = true class, columns = predicted. Example: ([0,1,1],[0,1,0],2) -> [[1,0],[1,1]]."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str]) -> dict:
+    """Accuracy, macro and weighted precision/recall/F1, and per-class precision/recall/F1/support."""
+    k = len(names)
+    cm = confusion_matrix(y_true, y_pred, k)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)  # true count per class
+    predicted = cm.sum(axis=0).astype(np.float64)
+    precision, recall = _div(tp, predicted), _div(tp, support)
+    f1 = _div(2 * precision * recall, precision + recall)
+    n = support.sum()
+    weights = support / n if n else support
+    per_class = {str(name): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(support[i])} for i, name in enumerate(names)}
+    return {
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        "weighted": {"precision": float((precision * weights).sum()), "recall": float((recall * weights).sum()),
+                     "f1": float((f1 * weights).sum())},
+        "per_class": per_class,
+        "support": int(n),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_report(metrics: dict, digits: int = 2) -> str:
+    """The text table of `sklearn.metrics.classification_report` (same columns, widths and rows)."""
+    names = list(metrics["per_class"])
+    headers = ["precision", "recall", "f1-score", "support"]
+    width = max(len("weighted avg"), *(len(n) for n in names), digits)
+    head = f"{'':>{width}s} " + "".join(f" {h:>9}" for h in headers)
+    lines = [head, ""]
+    for name in names:
+        c = metrics["per_class"][name]
+        lines.append(f"{name:>{width}s} " + "".join(f" {v:>9.{digits}f}" for v in (c["precision"], c["recall"], c["f1"]))
+                     + f" {c['support']:>9}")
+    lines.append("")
+    n = metrics["support"]
+    lines.append(f"{'accuracy':>{width}s} " + f" {'':>9}" * 2 + f" {metrics['accuracy']:>9.{digits}f}" + f" {n:>9}")
+    for label, key in (("macro avg", "macro"), ("weighted avg", "weighted")):
+        a = metrics[key]
+        lines.append(f"{label:>{width}s} " + "".join(f" {a[m]:>9.{digits}f}" for m in ("precision", "recall", "f1"))
+                     + f" {n:>9}")
+    return "\n".join(lines) + "\n"
 
 
 class MetricsLogger:

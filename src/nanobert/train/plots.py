@@ -1,9 +1,13 @@
-"""Learning-curve PNGs from a run's `metrics.csv`: loss and accuracy, train and val, against the step."""
+"""Learning-curve PNGs from a run's `metrics.csv` (loss and accuracy, train and val, against the step) and a
+classifier's confusion matrix."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from nanobert.fileio import atomic_path
 
@@ -48,3 +52,31 @@ def plot_learning_curves(csv_path: str | Path, out_dir: str | Path,
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_confusion_matrix(cm: Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
+                          title: str = "Confusion matrix") -> None:
+    """Save a confusion-matrix heat map with the counts written in each cell (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    size = max(3.5, 0.6 * len(names) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(len(names)), labels=list(names), rotation=45 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    ax.set_yticks(range(len(names)), labels=list(names))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
