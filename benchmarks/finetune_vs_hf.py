@@ -29,6 +29,7 @@ import torch
 
 from nanobert.data.tables import LabelMap, read_labelled
 from nanobert.resources import find_minilm
+from nanobert.model.lora import LoRAConfig
 from nanobert.tasks.finetune import FinetuneConfig, evaluate_logits, finetune
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -48,8 +49,8 @@ def write_subset(src: Path, n: int | None, seed: int, dst: Path) -> Path:
 def run_ours(model_dir, train, dev, out, args) -> dict:
     cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
                          adam_eps=1e-8, warmup_ratio=args.warmup_ratio, max_grad_norm=1.0, max_length=args.max_length,
-                         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets.split(","),
-                         lora_layers=args.lora_layers, lora_modules_to_save=args.lora_modules_to_save.split(","), seed=args.seed, threads=args.threads,
+                         lora=LoRAConfig(r=args.lora_r, alpha=args.lora_alpha, targets=args.lora_targets.split(","),
+                         layers=args.lora_layers, modules_to_save=args.lora_modules_to_save.split(",")), seed=args.seed, threads=args.threads,
                          max_minutes=args.max_minutes, progress=not args.no_progress)
     r = finetune(model_dir, train, dev, out, cfg)
     return {"accuracy": r["accuracy"], "loss": r["loss"], "train_time_s": r["train_time_s"], "steps": r["steps"],

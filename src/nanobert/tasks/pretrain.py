@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nanobert.config import to_dict
+from nanobert.config import check_fields, to_dict
 from nanobert.data.loaders import BatchStream, TokenShards, read_meta
 from nanobert.data.masking import MaskedBatches
 from nanobert.errors import NanobertError
@@ -36,6 +36,9 @@ class DataSettings:
     mask_rate: float = 0.15  # share of (non-special) tokens chosen for prediction, as in BERT
     whole_word: bool = False  # choose whole words: "##" pieces follow their word's first piece
     eval_batches: int = 20  # validation batches per evaluation (fixed batches, fixed masks: comparable losses)
+
+    def __post_init__(self):
+        check_fields(self, {"batch_size": ">= 1", "mask_rate": "(0, 1)", "eval_batches": ">= 0"}, prefix="data.")
 
 
 @dataclass
@@ -55,6 +58,11 @@ class ModelSettings:
     sinusoidal_init: bool = True  # a fresh model's (learned) position embeddings start as the sine/cosine table,
     # scaled to the token embeddings' size: attention can tell near from far from step 0 instead of learning
     # positions from random vectors first; the model stays a plain BERT (loads in transformers)
+
+    def __post_init__(self):
+        check_fields(self, {"hidden_size": ">= 1", "num_hidden_layers": ">= 1", "num_attention_heads": ">= 1",
+                            "intermediate_size": ">= 1", "dropout": "[0, 1)", "max_position_embeddings": ">= 1",
+                            "vocab_size": ">= 1"}, prefix="model.")
 
 
 @dataclass
@@ -166,8 +174,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
     """Run MLM pretraining as `cfg` says (see the module docstring); returns the loop's final state."""
     from nanobert.tokenizers import load_tokenizer
 
-    if not 0 < cfg.data.mask_rate < 1:
-        raise NanobertError(f"data.mask_rate must be between 0 and 1, got {cfg.data.mask_rate}")
     meta = read_meta(cfg.data.dir)
     tokenizer = load_tokenizer(Path(cfg.data.dir) / meta["tokenizer"]["dir"])
     if getattr(tokenizer, "mask_token_id", None) is None:

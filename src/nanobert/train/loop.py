@@ -76,6 +76,18 @@ class LoopConfig:
     tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
     plots: bool = True  # write loss.png / accuracy.png at the end
 
+    def __post_init__(self):
+        from nanobert.config import check_fields
+
+        check_fields(self, {
+            "max_steps": ">= 1", "time_limit_min": ">= 0", "lr": "> 0", "min_lr": ">= 0", "warmup_steps": ">= 0",
+            "decay_steps": ">= 0", "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
+            "grad_accum": ">= 1", "grad_clip": ">= 0", "eval_every": ">= 1", "checkpoint_every": ">= 0",
+            "max_checkpoints": ">= 0", "log_every": ">= 1"},
+            {"schedule": ["cosine", "linear", "constant"], "precision": ["auto", "fp32", "bf16"]}, prefix="train.")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise NanobertError(f"train.device is {self.device!r}, but torch sees no CUDA device; use cpu or auto")
+
 
 @dataclass
 class LoopState:
