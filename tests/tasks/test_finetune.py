@@ -16,7 +16,6 @@ from nanobert.resources import ASSETS
 from nanobert.data.labelled import Encoded, bucketed_batches, collate_labelled
 from nanobert.model.lora import LoRAConfig
 from nanobert.tasks.finetune import FinetuneConfig, evaluate_classifier as evaluate, finetune
-from nanobert.train.metrics import classification_metrics
 from nanobert.tokenizers import WordPieceTokenizer
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -137,30 +136,6 @@ def test_bucketed_batches_and_dynamic_padding():
     assert batch["input_ids"].tolist() == [[2, 7, 3], [2, 3, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [1, 0]
-
-
-def test_metrics_match_hand_computation():
-    m = classification_metrics([0, 1, 1, 0, 2], [0, 1, 0, 0, 1], ["a", "b", "c"])
-    assert m["accuracy"] == pytest.approx(3 / 5)
-    assert m["per_class"]["a"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8), "support": 2}
-    assert m["per_class"]["b"]["precision"] == 0.5 and m["per_class"]["b"]["recall"] == 0.5
-    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
-    assert m["macro"]["f1"] == pytest.approx((0.8 + 0.5 + 0.0) / 3)
-    assert m["weighted"]["recall"] == pytest.approx(3 / 5)
-    assert m["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [0, 1, 0]]
-
-
-def test_report_matches_scikit_learn():
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
-    from nanobert.train.metrics import format_report
-
-    rng = np.random.default_rng(3)
-    y, p = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
-    p[p == 3] = 2  # a class never predicted: zero precision
-    names = ["negative", "neutral", "positive", "very long class name"]
-    for digits in (2, 4):
-        ours = format_report(classification_metrics(y, p, names), digits)
-        assert ours == sklearn_metrics.classification_report(y, p, target_names=names, digits=digits, zero_division=0)
 
 
 # --- bad input: one clear error each ---------------------------------------------------------------------------------
