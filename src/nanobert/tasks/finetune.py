@@ -59,7 +59,7 @@ class FinetuneConfig:
     max_length: int = 128  # truncate inputs to this many tokens; SST-2's longest sentence is ~70
     max_train_examples: int | None = None  # train on a random subset (fixed by seed) of this size
     # --- optimisation
-    epochs: int = 3
+    epochs: int = 3  # passes over the training data (a validation pass after each)
     batch_size: int = 32  # examples per optimizer step, split over processes and grad_accum micro-batches
     lr: float | None = None  # peak learning rate; None: 5e-5 for full fine-tuning, 1e-3 with LoRA
     weight_decay: float = 0.01  # on matrices only (see train.optim)
