@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from nanobert.data.sources import expand_inputs, read_documents
 from nanobert.errors import NanobertError
-from nanobert.fileio import atomic_dir
+from nanobert.fileio import output_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "nanobert-token-shards-1"
@@ -179,10 +179,11 @@ class _ShardWriter:
         self.pending = []
 
 
-def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True) -> dict:
+def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite: bool = False) -> dict:
     """Tokenize `cfg.inputs` into shards under `cfg.out_dir`; return the metadata written to meta.json.
 
-    `tokenizer` defaults to `nanobert.tokenizers.load_tokenizer(cfg.tokenizer)`.
+    `tokenizer` defaults to `nanobert.tokenizers.load_tokenizer(cfg.tokenizer)`. An existing `out_dir`
+    is replaced only when it is a previous output of prepare and `overwrite` is set (`fileio.output_dir`).
     """
     if cfg.mode not in ("segment", "split"):
         raise NanobertError(f"unknown mode {cfg.mode!r}; use segment or split")
@@ -202,10 +203,8 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True) -> dict:
     out_path = Path(cfg.out_dir)
     docs = read_documents(files, cfg.text_column)
     n_docs = 0
-    with atomic_dir(out_path) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # a temporary directory is private (0700); the data is not
+    inputs = files + ([Path(cfg.tokenizer)] if cfg.tokenizer else [])
+    with output_dir(out_path, "prepare", inputs, overwrite) as tmp:
         writers = {s: _ShardWriter(tmp, s, dtype, cfg.shard_size) for s in SPLITS}
         stream: list[int] = []  # "split" mode: tokens not yet cut into a block
 
