@@ -23,7 +23,7 @@ from typing import Iterable
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_text
-from nanobert.tokenizers.base import Tokenizer, read_text_file
+from nanobert.tokenizers.base import Tokenizer, read_whole_text
 from nanobert.tokenizers.encoding import batch_encode
 from nanobert.tokenizers.normalize import BertNormalizer
 
@@ -54,7 +54,7 @@ class _PieceCache(dict):
 
 def load_vocab(path: str | os.PathLike) -> dict[str, int]:
     """`vocab.txt` (one token a line, id = line number) as a dict; a NanobertError if malformed."""
-    lines = read_text_file(path, "vocab file").split("\n")
+    lines = read_whole_text(path, "vocab file").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     vocab: dict[str, int] = {}
