@@ -174,3 +174,11 @@ def test_leftovers_of_live_writers_are_kept(tmp_path):
     live.mkdir()
     recover_dir(tmp_path / "out")
     assert live.is_dir()
+
+
+def test_atomic_path_removes_temporaries_of_dead_writers(tmp_path):
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".a.txt.pid{child.stdout.strip()}-xyz.tmp"
+    dead.write_text("half")
+    fileio.write_text(tmp_path / "a.txt", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]

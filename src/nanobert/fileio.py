@@ -40,7 +40,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_dead_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -112,6 +113,12 @@ def recover_dir(path: str | os.PathLike) -> None:
                 log.warning("restored %s, left aside by an interrupted write", path)
         else:
             shutil.rmtree(old, ignore_errors=True)
+    remove_dead_temporaries(path)
+
+
+def remove_dead_temporaries(path: str | os.PathLike) -> None:
+    """Remove the temporaries (`.NAME.pid<PID>-*.tmp`, files or directories) of writers of `path` that are gone."""
+    path = Path(path)
     pattern = _temp_re(path)
     if not path.parent.is_dir():
         return
@@ -119,7 +126,10 @@ def recover_dir(path: str | os.PathLike) -> None:
         m = pattern.match(entry.name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             log.info("removing %s, left by a killed run", entry)
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
