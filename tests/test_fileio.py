@@ -182,3 +182,13 @@ def test_atomic_path_removes_temporaries_of_dead_writers(tmp_path):
     dead.write_text("half")
     fileio.write_text(tmp_path / "a.txt", "whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_out_dot_is_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("text")
+    with pytest.raises(NanobertError, match="not written by nanobert prepare"):
+        _write(".", overwrite=True)
+    with pytest.raises(NanobertError, match="contains the input"):
+        _write(".", inputs=["corpus.txt"], overwrite=True)
+    assert (tmp_path / "corpus.txt").read_text() == "text"

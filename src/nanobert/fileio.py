@@ -176,7 +176,7 @@ def output_lock(path: str | os.PathLike, command: str) -> Iterator[None]:
 
     A second writer fails at once with a NanobertError naming the process that holds the lock.
     """
-    lock = _lock_path(Path(path))
+    lock = _lock_path(Path(os.path.abspath(path)))
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -265,7 +265,7 @@ def atomic_dir(path: str | os.PathLike, command: str | None = None, inputs: Iter
     (`recover_dir`). With `command` (a user-facing output, e.g. "prepare") the run also holds the
     output's lock, refuses outputs that would destroy data (`check_output`) and marks its output.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path)) if command else Path(path)  # "--out ." has a name only once absolute
     inputs = list(inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(path, command) if command else contextlib.nullcontext():
@@ -300,7 +300,7 @@ def output_dir(path: str | os.PathLike, command: str, inputs: Iterable[str | os.
         with atomic_dir(path, command, inputs, overwrite) as tmp:
             yield tmp
         return
-    path, inputs = Path(path), list(inputs)
+    path, inputs = Path(os.path.abspath(path)), list(inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(path, command):
         recover_dir(path)
