@@ -103,3 +103,58 @@ def test_empty_and_binary_corpora_fail_and_write_nothing(tok, tmp_path):
     with pytest.raises(NanobertError, match="binary"):
         prepare(PrepareConfig(inputs=[str(binary)], out_dir=str(out), num_workers=2), tokenizer=tok, progress=False)
     assert sorted(tmp_path.iterdir()) == sorted([empty, binary])  # no output, no temporary left behind
+
+
+def _pack_sentences_reference(sentences, body_len):
+    """The straightforward packing (it copies the rest of a long sentence at every cut): the expected output."""
+    out, cur = [], []
+    for sent in sentences:
+        if not sent:
+            continue
+        if len(cur) + len(sent) <= body_len:
+            cur = cur + sent
+            continue
+        if cur:
+            out.append(cur)
+        while len(sent) > body_len:
+            out.append(sent[:body_len])
+            sent = sent[body_len:]
+        cur = list(sent)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def test_pack_sentences_matches_the_reference_and_leaves_its_input_alone():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        body_len = int(rng.integers(1, 12))
+        sentences = [list(range(int(n))) for n in rng.integers(0, 40, size=int(rng.integers(0, 8)))]
+        before = [list(s) for s in sentences]
+        assert pack_sentences(sentences, body_len) == _pack_sentences_reference(sentences, body_len)
+        assert sentences == before
+
+
+def test_damaged_prepared_data_is_one_clear_error(tmp_path, tok, corpus):
+    from nanobert.data.prepare import load_shard, read_meta
+
+    out = tmp_path / "d"
+    prepare(PrepareConfig(inputs=[str(corpus)], out_dir=str(out), seq_len=32, num_workers=1), tokenizer=tok,
+            progress=False)
+    meta = read_meta(out)
+    shard = meta["splits"]["train"]["shards"][0]
+    tokens, offsets = load_shard(out, meta, shard)
+    assert len(offsets) == shard["sequences"] + 1 and len(tokens) == shard["tokens"]
+    path = out / f"{shard['name']}.tokens.npy"
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(NanobertError, match="damaged or truncated"):
+        load_shard(out, meta, shard)
+    path.write_bytes(whole)
+    np.save(out / f"{shard['name']}.offsets.npy", offsets[:-1])
+    with pytest.raises(NanobertError, match="does not match meta.json"):
+        load_shard(out, meta, shard)
+    for text in ("{not json", '{"format": "something-else"}', json.dumps({**meta, "splits": {"train": {}}})):
+        (out / "meta.json").write_text(text)
+        with pytest.raises(NanobertError, match="meta.json"):
+            read_meta(out)

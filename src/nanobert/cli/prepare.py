@@ -23,7 +23,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="text files or directories")
     p.add_argument("--tokenizer", required=True, help="directory of a saved tokenizer (e.g. with vocab.txt)")
-    p.add_argument("--out", required=True, help="output directory (written whole, atomically)")
+    p.add_argument("--out", required=True, help="output directory (written whole, atomically; a new or empty "
+                   "directory, or a previous output of prepare with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds a previous output of prepare")
     p.add_argument("--seq-len", type=int, default=d.seq_len, help="tokens per sequence, special tokens included")
     p.add_argument("--mode", choices=("segment", "split"), default=d.mode,
                    help="segment: pack whole sentences; split: cut the token stream into fixed blocks")
@@ -43,7 +45,7 @@ def run(args) -> int:
                         mode=args.mode, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                         seed=args.seed, shard_size=args.shard_size, min_tokens=args.min_tokens,
                         text_column=args.text_column, num_workers=args.workers)
-    meta = prepare(cfg, progress=not args.no_progress)
+    meta = prepare(cfg, progress=not args.no_progress, overwrite=args.overwrite)
     for split, m in meta["splits"].items():
         log.info("%-5s %10s sequences %12s tokens in %d shard(s)", split, f"{m['sequences']:,}",
                  f"{m['tokens']:,}", len(m["shards"]))

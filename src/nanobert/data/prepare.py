@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from nanobert.data.sources import expand_inputs, read_documents
 from nanobert.errors import NanobertError
-from nanobert.fileio import atomic_dir
+from nanobert.fileio import output_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "nanobert-token-shards-1"
@@ -84,14 +84,16 @@ def pack_sentences(sentences: list[list[int]], body_len: int) -> list[list[int]]
         if not sent:
             continue
         if len(cur) + len(sent) <= body_len:
-            cur = cur + sent
+            cur.extend(sent)
             continue
         if cur:
             out.append(cur)
-        while len(sent) > body_len:
-            out.append(sent[:body_len])
-            sent = sent[body_len:]
-        cur = list(sent)
+        # Cut a long sentence by index: slicing off the rest at every cut would copy it again each time.
+        start = 0
+        while len(sent) - start > body_len:
+            out.append(sent[start:start + body_len])
+            start += body_len
+        cur = sent[start:]
     if cur:
         out.append(cur)
     return out
@@ -179,10 +181,11 @@ class _ShardWriter:
         self.pending = []
 
 
-def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True) -> dict:
+def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite: bool = False) -> dict:
     """Tokenize `cfg.inputs` into shards under `cfg.out_dir`; return the metadata written to meta.json.
 
-    `tokenizer` defaults to `nanobert.tokenizers.load_tokenizer(cfg.tokenizer)`.
+    `tokenizer` defaults to `nanobert.tokenizers.load_tokenizer(cfg.tokenizer)`. An existing `out_dir`
+    is replaced only when it is a previous output of prepare and `overwrite` is set (`fileio.output_dir`).
     """
     if cfg.mode not in ("segment", "split"):
         raise NanobertError(f"unknown mode {cfg.mode!r}; use segment or split")
@@ -202,10 +205,8 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True) -> dict:
     out_path = Path(cfg.out_dir)
     docs = read_documents(files, cfg.text_column)
     n_docs = 0
-    with atomic_dir(out_path) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # a temporary directory is private (0700); the data is not
+    inputs = files + ([Path(cfg.tokenizer)] if cfg.tokenizer else [])
+    with output_dir(out_path, "prepare", inputs, overwrite) as tmp:
         writers = {s: _ShardWriter(tmp, s, dtype, cfg.shard_size) for s in SPLITS}
         stream: list[int] = []  # "split" mode: tokens not yet cut into a block
 
@@ -271,3 +272,48 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True) -> dict:
     log.info("wrote %s: %s", out_path, ", ".join(f"{s} {m['sequences']:,} sequences / {m['tokens']:,} tokens"
                                                  for s, m in meta["splits"].items()))
     return meta
+
+
+def read_meta(data_dir: str | os.PathLike) -> dict:
+    """meta.json of a prepared directory, checked: a missing, damaged or foreign one is one NanobertError."""
+    path = Path(data_dir) / "meta.json"
+    if not path.is_file():
+        raise NanobertError(f"{data_dir} is not a prepared data directory (no meta.json); run 'nanobert prepare'")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NanobertError(f"{path} is damaged ({e}); prepare the data again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise NanobertError(f"{path} has format {found!r}, expected {FORMAT!r}; prepare the data again")
+    try:
+        int(meta["seq_len"]), np.dtype(meta["dtype"])
+        for split in meta["splits"].values():
+            for shard in split["shards"]:
+                str(shard["name"]), int(shard["sequences"]), int(shard["tokens"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise NanobertError(f"{path} is damaged (bad or missing entry {e}); prepare the data again") from None
+    return meta
+
+
+def load_shard(data_dir: str | os.PathLike, meta: dict, shard: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`(tokens, offsets)` of one shard listed in `meta`, tokens memory-mapped; checked against meta.json.
+
+    A truncated or otherwise damaged shard is one NanobertError naming the file.
+    """
+    base = Path(data_dir) / shard["name"]
+    try:
+        tokens = np.load(f"{base}.tokens.npy", mmap_mode="r")
+        offsets = np.load(f"{base}.offsets.npy")
+    except FileNotFoundError as e:
+        raise NanobertError(f"{e.filename} is missing; prepare the data again") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise NanobertError(f"shard {base} is damaged or truncated ({e}); prepare the data again") from None
+    n, count = int(shard["sequences"]), int(shard["tokens"])
+    good = (tokens.ndim == 1 and tokens.dtype == np.dtype(meta["dtype"]) and len(tokens) == count
+            and offsets.ndim == 1 and offsets.dtype == np.int64 and len(offsets) == n + 1
+            and offsets[0] == 0 and offsets[-1] == count and bool(np.all(np.diff(offsets) >= 0)))
+    if not good:
+        raise NanobertError(f"shard {base} does not match meta.json ({len(tokens)} tokens, {len(offsets) - 1} "
+                            f"sequences; expected {count} and {n}); prepare the data again")
+    return tokens, offsets

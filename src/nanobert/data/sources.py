@@ -8,18 +8,18 @@ Supported inputs, chosen by file name:
 - `.parquet`: the column `text_column` (needs the optional `pyarrow`).
 - a directory: every supported file in it, sorted by name.
 
-Binary files (NUL bytes, invalid UTF-8) are refused with a `NanobertError` naming the file.
+Binary files (NUL bytes, invalid UTF-8) are refused with a `NanobertError` naming the file
+(`nanobert.data.textio.open_text` reads every text file).
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from nanobert.data.textio import open_text
 from nanobert.errors import NanobertError
 
 _TITLE = re.compile(r"^ ?= ([^=].*?) = ?$")  # " = Title = " (top-level only; " = = Section = = " is not a title)
@@ -52,26 +52,10 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    head = raw.peek(4096)[:4096] if hasattr(raw, "peek") else b""
-    if b"\x00" in head:
-        raw.close()
-        raise NanobertError(f"{path} looks binary (NUL bytes), not UTF-8 text; give a text corpus")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
-
-
 def _lines(path: Path) -> Iterator[str]:
-    try:
-        with _open_text(path) as f:
-            for line in f:
-                if "\x00" in line:
-                    raise NanobertError(f"{path} looks binary (NUL bytes), not UTF-8 text; give a text corpus")
-                yield line.rstrip("\n")
-    except UnicodeDecodeError as e:
-        raise NanobertError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); give a text corpus") from None
-    except (OSError, EOFError) as e:
-        raise NanobertError(f"cannot read {path}: {e}") from None
+    with open_text(path) as f:
+        for line in f:
+            yield line.rstrip("\r\n")
 
 
 def _paragraphs(lines: list[str], one_per_line: bool) -> str:
@@ -88,7 +72,7 @@ def _paragraphs(lines: list[str], one_per_line: bool) -> str:
     return "\n".join(paras)
 
 
-def read_text_file(path: str | Path) -> Iterator[str]:
+def read_text_documents(path: str | Path) -> Iterator[str]:
     """Documents of a .txt/.txt.gz file: one per ` = Title = ` article if it has such headers, else the whole file.
 
     In an article each line is a paragraph; in a plain file (a book, hard-wrapped) paragraphs are
@@ -159,7 +143,7 @@ def read_documents(inputs: Iterable[str | Path], text_column: str = "text") -> I
     for path in expand_inputs(inputs):
         kind = _kind(path)
         if kind in (".txt", ".txt.gz"):
-            yield from read_text_file(path)
+            yield from read_text_documents(path)
         elif kind in (".jsonl", ".jsonl.gz"):
             yield from read_jsonl(path, text_column)
         else:

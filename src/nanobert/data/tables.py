@@ -13,8 +13,6 @@ A `.gz` suffix after the format's own suffix is read transparently (`train.tsv.g
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from nanobert.data.sources import read_json_lines
+from nanobert.data.textio import open_text
 from nanobert.errors import NanobertError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -40,11 +39,6 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
-def _open_text(path: Path):
-    raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
-
-
 def read_table(path: str | Path) -> tuple[list[str], list[dict]]:
     """Read a whole table: `(column names, rows as dicts)`. CSV/TSV cells are strings.
 
@@ -60,20 +54,23 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict]]:
                 import pyarrow.parquet as pq
             except ImportError:
                 raise NanobertError("reading parquet needs pyarrow: pip install 'nanobert[extras]'") from None
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+            except Exception as e:  # pyarrow raises its own error types for corrupt files
+                raise NanobertError(f"{path} is not a readable parquet file: {e}") from None
             columns, rows = list(table.column_names), table.to_pylist()
         elif fmt in (".jsonl", ".json"):
             rows = [row for _, row in read_json_lines(path)]
             columns = list(dict.fromkeys(k for row in rows for k in row))
         else:
-            with _open_text(path) as f:
+            with open_text(path, "data file") as f:
                 if fmt == ".tsv":
                     reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
                 else:
                     reader = csv.DictReader(f)
                 columns = list(reader.fieldnames or [])
                 rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except (OSError, csv.Error) as e:
         raise NanobertError(f"cannot read {path}: {e}") from None
     if not rows:
         raise NanobertError(f"{path} has no data rows; a labelled file needs a header and at least one row")

@@ -23,21 +23,16 @@ from typing import ClassVar, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from nanobert.data.textio import read_text
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
 
 CONFIG_FILE = "tokenizer_config.json"
 
 
-def read_text_file(path: str | os.PathLike, what: str = "file") -> str:
-    """The content of a UTF-8 file, or a NanobertError that names the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise NanobertError(f"{what} not found: {path}")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise NanobertError(f"{what} {path} is not valid UTF-8 (byte {e.start}): re-encode it as UTF-8") from None
+def read_whole_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The whole content of a UTF-8 file as one string, or a NanobertError that names the file and the problem."""
+    return read_text(path, what)
 
 
 def read_config(directory: str | os.PathLike) -> dict:
@@ -46,7 +41,7 @@ def read_config(directory: str | os.PathLike) -> dict:
     if not path.is_file():
         return {}
     try:
-        config = json.loads(read_text_file(path, "tokenizer config"))
+        config = json.loads(read_whole_text(path, "tokenizer config"))
     except json.JSONDecodeError as e:
         raise NanobertError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): fix or delete it") from None
     if not isinstance(config, dict):

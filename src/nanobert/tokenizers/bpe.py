@@ -30,7 +30,7 @@ from pathlib import Path
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
-from nanobert.tokenizers.base import Tokenizer, read_text_file
+from nanobert.tokenizers.base import Tokenizer, read_whole_text
 from nanobert.tokenizers.normalize import WHITESPACE
 
 EOT = "<|endoftext|>"
@@ -117,13 +117,13 @@ class ByteLevelBPETokenizer(Tokenizer):
     @classmethod
     def from_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike) -> "ByteLevelBPETokenizer":
         try:
-            vocab = json.loads(read_text_file(vocab_json, "vocab file"))
+            vocab = json.loads(read_whole_text(vocab_json, "vocab file"))
         except json.JSONDecodeError as e:
             raise NanobertError(f"{vocab_json} is not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
             raise NanobertError(f"{vocab_json} must map tokens to integer ids")
         merges = []
-        for n, line in enumerate(read_text_file(merges_txt, "merges file").split("\n")):
+        for n, line in enumerate(read_whole_text(merges_txt, "merges file").split("\n")):
             if not line.strip() or (n == 0 and line.startswith("#version")):
                 continue
             pair = line.split(" ")

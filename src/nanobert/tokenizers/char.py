@@ -13,7 +13,7 @@ from typing import Iterable
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
-from nanobert.tokenizers.base import Tokenizer, read_text_file
+from nanobert.tokenizers.base import Tokenizer, read_whole_text
 
 
 class CharTokenizer(Tokenizer):
@@ -45,7 +45,7 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def _from_dir(cls, directory: Path, config: dict) -> "CharTokenizer":
         try:
-            vocab = json.loads(read_text_file(directory / "vocab.json", "vocab file"))
+            vocab = json.loads(read_whole_text(directory / "vocab.json", "vocab file"))
         except json.JSONDecodeError as e:
             raise NanobertError(f"{directory / 'vocab.json'} is not valid JSON: {e.msg}") from None
         if not isinstance(vocab, dict) or not all(isinstance(k, str) and len(k) == 1 for k in vocab):

@@ -12,7 +12,6 @@ count drops: a popped entry whose count is stale is pushed back with its current
 
 from __future__ import annotations
 
-import gzip
 import heapq
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
+from nanobert.data.textio import open_text
 from nanobert.errors import NanobertError
 
 log = logging.getLogger(__name__)
@@ -44,16 +44,8 @@ def iter_lines(files_or_texts, progress: bool = False) -> Iterator[str]:
         path = Path(item)
         if not path.is_file():
             raise NanobertError(f"training file not found: {path}")
-        opener = gzip.open if path.suffix == ".gz" else open
-        n = 0
-        try:
-            with opener(path, "rt", encoding="utf-8") as f:
-                for n, line in enumerate(tqdm(f, desc=f"reading {path.name}", unit=" lines", disable=not progress)):
-                    yield line
-        except UnicodeDecodeError:
-            raise NanobertError(f"{path} is not valid UTF-8 (near line {n + 1}): re-encode it as UTF-8") from None
-        except (OSError, EOFError) as e:
-            raise NanobertError(f"cannot read {path}: {e}") from None
+        with open_text(path, "training file") as f:
+            yield from tqdm(f, desc=f"reading {path.name}", unit=" lines", disable=not progress)
 
 
 def count_words(files_or_texts, split: Callable[[str], list[str]], progress: bool = False) -> Counter:

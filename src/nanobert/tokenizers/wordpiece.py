@@ -23,9 +23,10 @@ from typing import Iterable
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_text
-from nanobert.tokenizers.base import Tokenizer, read_text_file
+from nanobert.tokenizers.base import Tokenizer, read_whole_text
 from nanobert.tokenizers.encoding import batch_encode
 from nanobert.tokenizers.normalize import BertNormalizer
+from nanobert.tokenizers.wordpiece_train import learn_wordpiece_vocab
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
                   "mask_token": "[MASK]"}
@@ -54,7 +55,7 @@ class _PieceCache(dict):
 
 def load_vocab(path: str | os.PathLike) -> dict[str, int]:
     """`vocab.txt` (one token a line, id = line number) as a dict; a NanobertError if malformed."""
-    lines = read_text_file(path, "vocab file").split("\n")
+    lines = read_whole_text(path, "vocab file").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     vocab: dict[str, int] = {}
@@ -94,11 +95,15 @@ class WordPieceTokenizer(Tokenizer):
         return cls(load_vocab(path), lowercase=lowercase, strip_accents=strip_accents, **kwargs)
 
     @classmethod
-    def train(cls, files_or_texts, vocab_size: int = 30522, **kwargs) -> "WordPieceTokenizer":
-        """Learn a vocabulary from files (paths) or an iterable of strings; see `wordpiece_train.train_wordpiece`."""
-        from nanobert.tokenizers.wordpiece_train import train_wordpiece
-
-        return train_wordpiece(files_or_texts, vocab_size=vocab_size, **kwargs)
+    def train(cls, files_or_texts, vocab_size: int = 30522, lowercase: bool = True, strip_accents: bool | None = None,
+              min_frequency: int = 2, limit_alphabet: int = 1000, max_input_chars_per_word: int = 100,
+              progress: bool = False) -> "WordPieceTokenizer":
+        """Learn a vocabulary from files (paths) or an iterable of strings; see `wordpiece_train`."""
+        normalizer = BertNormalizer(lowercase=lowercase, strip_accents=strip_accents)
+        tokens = learn_wordpiece_vocab(files_or_texts, vocab_size, normalizer, list(SPECIAL_TOKENS.values()),
+                                       min_frequency, limit_alphabet, max_input_chars_per_word, progress)
+        return cls({t: i for i, t in enumerate(tokens)}, lowercase=lowercase, strip_accents=strip_accents,
+                   max_input_chars_per_word=max_input_chars_per_word)
 
     # -- WordPiece proper ---------------------------------------------------------------------
     def _split_word(self, word: str) -> list[tuple[int, int]]:

@@ -7,6 +7,8 @@
    so that every word made of known characters can be spelled;
 4. merge the most frequent adjacent pair until the vocabulary is full (`trainer.learn_merges`).
 
+`WordPieceTokenizer.train` (wordpiece.py) calls `learn_wordpiece_vocab`; this module does not import it.
+
 The vocabulary is [PAD] [UNK] [CLS] [SEP] [MASK], the alphabet, then merged pieces in merge
 order. `save(dir)` writes `vocab.txt` + `tokenizer_config.json`, which Hugging Face's
 `BertTokenizerFast(vocab=dir/"vocab.txt")` reads to the same ids.
@@ -19,7 +21,6 @@ import logging
 from nanobert.errors import NanobertError
 from nanobert.tokenizers.normalize import BertNormalizer
 from nanobert.tokenizers.trainer import count_words, filter_words, learn_merges, top_symbols
-from nanobert.tokenizers.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,19 @@ def join_pieces(a: str, b: str) -> str:
     return a + b[2:]
 
 
-def train_wordpiece(files_or_texts, vocab_size: int = 30522, lowercase: bool = True,
-                    strip_accents: bool | None = None, min_frequency: int = 2, limit_alphabet: int = 1000,
-                    max_input_chars_per_word: int = 100, progress: bool = False) -> WordPieceTokenizer:
-    """A `WordPieceTokenizer` with a vocabulary of `vocab_size` learned from files or strings.
+def learn_wordpiece_vocab(files_or_texts, vocab_size: int, normalizer: BertNormalizer, specials: list[str],
+                          min_frequency: int = 2, limit_alphabet: int = 1000, max_input_chars_per_word: int = 100,
+                          progress: bool = False) -> list[str]:
+    """The tokens of a vocabulary of up to `vocab_size` learned from files or strings, in id order.
 
     `files_or_texts`: paths (`.gz` read compressed) and/or strings; see `trainer.iter_lines`.
+    `WordPieceTokenizer.train` turns them into a tokenizer.
     """
-    normalizer = BertNormalizer(lowercase=lowercase, strip_accents=strip_accents)
     counts = count_words(files_or_texts, normalizer.words, progress=progress)
     counts = {w: c for w, c in counts.items() if len(w) <= max_input_chars_per_word}
     chars = top_symbols({tuple(w): c for w, c in counts.items()}, limit_alphabet)
     alphabet = sorted(chars) + sorted("##" + c for c in chars)
     words = filter_words({spell(w): c for w, c in counts.items()}, set(alphabet))
-    specials = list(SPECIAL_TOKENS.values())
     n_merges = vocab_size - len(specials) - len(alphabet)
     if n_merges < 0:
         raise NanobertError(f"vocab_size={vocab_size} is too small for the {len(specials)} special tokens and "
@@ -65,5 +65,4 @@ def train_wordpiece(files_or_texts, vocab_size: int = 30522, lowercase: bool = T
     if len(tokens) < vocab_size:
         log.info("the corpus supports only %d tokens (of %d asked): no pair occurs %d times more", len(tokens),
                  vocab_size, min_frequency)
-    return WordPieceTokenizer({t: i for i, t in enumerate(tokens)}, lowercase=lowercase,
-                              strip_accents=strip_accents, max_input_chars_per_word=max_input_chars_per_word)
+    return tokens
