@@ -10,9 +10,10 @@ TEXT = ("the film is a delight . the film is dull . a good movie . a bad movie .
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=30522)
 
 
-def good_count(texts):
+@pytest.fixture
+def good_count():
     """A labeller as a Python function: how often "good" or "great" appears."""
-    return [t.count("good") + t.count("great") for t in texts]
+    return lambda texts: [t.count("good") + t.count("great") for t in texts]
 
 
 @pytest.fixture(scope="session")
