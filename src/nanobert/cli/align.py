@@ -9,6 +9,15 @@ import sys
 
 ORDER = 85
 
+TASK_HELP = """\
+Write the files of the SST-2 alignment task: corpus.txt (training sentences, for train-gpt),
+sft.jsonl (every training sentence of 6+ words cut into a 2-5 word prompt and its completion),
+train_prompts.txt, dev_prompts.txt (held-out prompts from SST-2 dev), and labeller.tsv /
+judge.tsv (the two halves of SST-2 train, for two different classifiers).
+
+example:
+  nanobert align-data --sst2 ../shared/data/sst2 --out runs/align/data"""
+
 SFT_HELP = """\
 Supervised fine-tuning of a GPT on {"prompt", "completion"} rows (JSON Lines; {"text"} rows too).
 The loss covers the completion tokens only (the prompt's labels are -100); rows of similar length
@@ -68,6 +77,13 @@ few samples; --json writes everything.
 example:
   nanobert eval-gen --policy sft=runs/sft/model --policy ppo=runs/ppo/model --judge runs/judge \\
       --reference runs/sft/model --prompts dev_prompts.txt --json eval.json"""
+
+
+def _task(args) -> int:
+    from nanobert.align.task import write_task_files
+
+    print(json.dumps(write_task_files(args.sst2, args.out, seed=args.seed), indent=2))
+    return 0
 
 
 def _cfg(cls, args, named: dict):
@@ -158,6 +174,13 @@ def _parser(subparsers, name, help, description, func, *, resume=True):
 
 
 def register(subparsers) -> None:
+    p = subparsers.add_parser("align-data", help="write the SST-2 alignment task's files (corpus, demos, prompts)",
+                              description=TASK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sst2", required=True, metavar="DIR", help="directory with SST-2's train.tsv and dev.tsv")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the files go")
+    p.add_argument("--seed", type=int, default=0, help="prompt lengths and the labeller/judge halves")
+    p.set_defaults(func=_task)
+
     p = _parser(subparsers, "sft", "supervised fine-tuning of a GPT on prompt/completion rows", SFT_HELP, _sft)
     p.add_argument("--model", required=True, metavar="DIR", help="the GPT to start from")
     p.add_argument("--data", required=True, metavar="JSONL", help='{"prompt", "completion"} or {"text"} rows')
