@@ -93,12 +93,23 @@ def completion_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
     return pad_examples(seqs, [len(p) for p in prompts])
 
 
-def sequence_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probs of the labelled tokens (B, T) and their mask (B, T) under `model`."""
-    from nanobert.align.losses import token_logprobs
+def labelled_logits(model: GPT, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """LM-head logits (M, V) of only the M positions whose label is not -100, and that mask (B, T).
 
-    logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return token_logprobs(logits, batch["labels"]), (batch["labels"] != -100)
+    The prompt and the padding never go through the (C, V) projection or the softmax: for short
+    completions that is most of a step's work (TRL's fused LM head skips them the same way).
+    """
+    keep = labels != -100  # (B, T)
+    return model.lm_head(hidden[keep]), keep  # (M, C) -> (M, V)
+
+
+def sequence_logprobs(model: GPT, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of the labelled tokens (B, T), 0 elsewhere, and their mask (B, T), under `model`."""
+    h = model.hidden_states(batch["input_ids"], attention_mask=batch["attention_mask"])  # (B, T, C)
+    logits, keep = labelled_logits(model, h, batch["labels"])
+    logp = torch.zeros(keep.shape, dtype=torch.float32, device=h.device)
+    logp[keep] = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["labels"][keep].unsqueeze(-1)).squeeze(-1)
+    return logp, keep
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from nanobert.align import losses as L
-from nanobert.align.policy import Policy
+from nanobert.align.policy import Policy, labelled_logits, sequence_logprobs
 from nanobert.align.preferences import read_prompts
 from nanobert.align.scoring import load_scorer
 from nanobert.data.causal import pad_examples
@@ -92,21 +92,24 @@ class PPOModel(nn.Module):
         self.sink: list[dict] | None = None  # where each step's statistics go (the rollout stream's list)
 
     def logp_values(self, input_ids, attention_mask, actions):
-        """Per-token log-probs of `actions` (B, T), values (B, T) and logits (B, T, V)."""
+        """Per-token log-probs of `actions` (B, T), values (B, T) and the entropy of each action's distribution (M,)."""
         h = self.policy.hidden_states(input_ids, attention_mask=attention_mask)  # (B, T, C)
-        logits = self.policy.lm_head(h)  # (B, T, V)
-        return L.token_logprobs(logits, actions), self.v_head(h).squeeze(-1).float(), logits
+        logits, keep = labelled_logits(self.policy, h, actions)  # (M, V): completion positions only
+        logp_m = torch.log_softmax(logits.float(), dim=-1)  # (M, V)
+        logp = torch.zeros(keep.shape, dtype=torch.float32, device=h.device)
+        logp[keep] = logp_m.gather(-1, actions[keep].unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_m.exp() * logp_m).sum(-1)  # (M,)
+        return logp, self.v_head(h).squeeze(-1).float(), entropy
 
     def forward(self, input_ids, attention_mask, actions, old_logp, old_values, advantages, returns, **_):
         mask = actions != -100
-        logp, values, logits = self.logp_values(input_ids, attention_mask, actions)
+        logp, values, entropy = self.logp_values(input_ids, attention_mask, actions)
         pg_loss, clip_frac = L.ppo_policy_loss(logp, old_logp, advantages, mask, self.cfg.cliprange)
         vf_loss = L.ppo_value_loss(values, old_values, returns, mask, self.cfg.cliprange_value)
         if self.sink is not None:
             with torch.no_grad():
-                self.sink.append({"entropy": float(L.masked_mean(L.entropy(logits), mask)),
-                                  "clip_fraction": float(clip_frac), "policy_loss": float(pg_loss),
-                                  "value_loss": float(vf_loss),
+                self.sink.append({"entropy": float(entropy.mean()), "clip_fraction": float(clip_frac),
+                                  "policy_loss": float(pg_loss), "value_loss": float(vf_loss),
                                   "approx_kl": float(L.masked_mean(old_logp - logp, mask))})
         return values.detach(), pg_loss + self.cfg.vf_coef * vf_loss
 
@@ -162,8 +165,7 @@ class RolloutStream:
         self.model.eval()
         logp, values, _ = self.model.logp_values(batch["input_ids"], batch["attention_mask"], actions)
         self.model.train()
-        ref_logits, _ = self.reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        ref_logp = L.token_logprobs(ref_logits, actions)
+        ref_logp, _ = sequence_logprobs(self.reference, batch)
         rewards, kl = L.kl_penalty_rewards(logp, ref_logp, mask, score, self.kl_coef)
         advantages, returns = L.gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
         advantages = L.whiten(advantages, mask)
