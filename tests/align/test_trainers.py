@@ -13,7 +13,7 @@ from nanobert.align.policy import Policy
 from nanobert.align.ppo import PPOConfig, ppo
 from nanobert.align.reward import RewardConfig, train_reward
 from nanobert.align.scoring import load_scorer
-from nanobert.align.sft import SFTConfig, encode_rows, sft
+from nanobert.align.sft import CompletionLM, SFTConfig, encode_rows, sft
 from nanobert.data.causal import pad_examples
 from nanobert.model.gpt import GPT
 from nanobert.train.loop import LoopConfig
@@ -35,6 +35,9 @@ def test_sft_loss_covers_completion_tokens_only(gpt_dir, tmp_path):
     hand = torch.stack([F.cross_entropy(logits[r, t], torch.tensor(seqs[r][t + 1])) for r, t in completion]).mean()
     assert loss.item() == pytest.approx(hand.item(), abs=1e-6)
     assert len(completion) == len(" a delight .") + len(" bad movie .")  # no prompt token, no padding
+    sparse_logits, sparse_loss = CompletionLM(policy.model)(**batch)  # what SFT trains: the same loss
+    assert sparse_logits.shape == (len(completion), policy.tokenizer.vocab_size)
+    assert sparse_loss.item() == pytest.approx(hand.item(), abs=1e-6)
 
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in rows * 4))

@@ -6,7 +6,8 @@
 Rows are TRL's prompt-completion format `{"prompt", "completion"}` (or `{"text"}`: a completion
 with an empty prompt). Each row is `prompt + completion (+ end-of-text, when the tokenizer has
 one)`, batched with others of similar length (length bucketing, `data.causal.ExampleBatches`),
-labels -100 on the prompt and the padding. A row longer than the context is cut at the end; a
+labels -100 on the prompt and the padding; only the completion positions go through the LM head
+(`CompletionLM`). A row longer than the context is cut at the end; a
 prompt that fills the context is an error. Training is `train.loop.train`: checkpoints, exact
 resume, metrics.csv and plots in `out_dir`.
 """
@@ -20,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch.nn as nn
+import torch.nn.functional as F
 
-from nanobert.align.policy import Policy
+from nanobert.align.policy import Policy, labelled_logits
 from nanobert.align.preferences import read_sft_rows
 from nanobert.data.causal import ExampleBatches, in_order, pad_examples
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
+from nanobert.model.gpt import GPT
 from nanobert.train.loop import LoopConfig, evaluate, train
 from nanobert.train.metrics import perplexity
 
@@ -40,6 +44,23 @@ class SFTConfig:
     seed: int = 0  # split, order and initialisation
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         max_steps=300, lr=3e-4, min_lr=3e-5, warmup_steps=20, eval_every=100, checkpoint_every=100))
+
+
+class CompletionLM(nn.Module):
+    """The policy as SFT trains it: logits (M, V) and mean cross-entropy at the M completion positions only.
+
+    Same loss as `GPT.forward(**batch)`, but the prompt and padding positions never reach the
+    (C, V) LM head; the loop reads sparse (M, V) logits as it does for masked LM.
+    """
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **_):
+        h = self.model.hidden_states(input_ids, attention_mask=attention_mask)  # (B, T, C)
+        logits, keep = labelled_logits(self.model, h, labels)  # (M, V)
+        return logits, F.cross_entropy(logits.float(), labels[keep])
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +112,13 @@ def sft(model_dir: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTCo
         if len(val_idx) else None
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    state = train(policy.model, batches, cfg.loop, out_dir, eval_data=eval_data, resume=resume,
+    model = CompletionLM(policy.model)
+    state = train(model, batches, cfg.loop, out_dir, eval_data=eval_data, resume=resume,
                   callbacks=callbacks, run_config=dataclasses.asdict(cfg))
     result = {"steps": state.step, "train_rows": len(train_idx), "val_rows": len(val_idx),
               "train_seconds": round(time.perf_counter() - start, 1), "train_loss": state.loss}
     if eval_data is not None:
-        final = evaluate(policy.model, eval_data(), state.info.device)
+        final = evaluate(model, eval_data(), state.info.device)
         result.update(val_loss=final["loss"], val_perplexity=perplexity(final["loss"]))
     policy.model.save_pretrained(out_dir / "model", tokenizer=policy.tokenizer)
     write_json(out_dir / "results.json", result)
