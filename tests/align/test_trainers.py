@@ -82,7 +82,7 @@ def test_ppo_logs_rollouts_and_resumes_bit_for_bit(gpt_dir, tmp_path, good_count
     full = ppo(gpt_dir, good_count, prompts, tmp_path / "full", _ppo_cfg())
     assert full["steps"] == 12 and full["rollouts"] == 3
     header, *rows = (tmp_path / "full" / "ppo.csv").read_text().splitlines()
-    assert header.split(",")[3:8] == ["reward", "score", "kl", "kl_coef", "length"] and len(rows) == 3
+    assert header.split(",")[3:8] == ["reward", "shaped_reward", "kl", "kl_coef", "length"] and len(rows) == 3
 
     class Kill:  # dies after step 7: the newest checkpoint (step 6) is in the middle of rollout 2
         def on_step_end(self, state):

@@ -15,7 +15,9 @@ The update steps are ordinary steps of `train.loop.train`: the rollout buffer is
 iterator (`RolloutStream`), so the optimiser groups, schedule, checkpoints (with the buffer, β and
 the rollout count as the data position: a resumed run is bit-for-bit the uninterrupted one on CPU)
 and metrics.csv are the shared ones. Per-rollout statistics (mean reward, KL, β, entropy, clip
-fraction, value loss) go to `out_dir/ppo.csv` and `out_dir/<stat>.png`.
+fraction, value loss) go to `out_dir/ppo.csv` and `out_dir/<stat>.png`: `reward` is the reward
+model's raw mean score, `shaped_reward` the mean summed per-token reward PPO optimised (whitened
+score - β·KL), `kl` the mean Σ_t log π - log π_ref per completion.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ from nanobert.train.plots import plot_learning_curves
 
 log = logging.getLogger(__name__)
 
-STATS = ["reward", "score", "kl", "kl_coef", "length", "entropy", "clip_fraction", "policy_loss", "value_loss",
-         "approx_kl"]
+STATS = ["reward", "shaped_reward", "kl", "kl_coef", "length", "entropy", "clip_fraction", "policy_loss",
+         "value_loss", "approx_kl"]
 BUFFER_KEYS = ("input_ids", "attention_mask", "actions", "old_logp", "old_values", "advantages", "returns")
 
 
@@ -173,8 +175,8 @@ class RolloutStream:
                        "actions": actions, "old_logp": logp, "old_values": values * mask,
                        "advantages": advantages, "returns": returns}
         kl_seq = float(kl.sum(-1).mean())
-        self.rollout_stats = {"reward": float(raw.mean()), "score": float(rewards.sum(-1).mean()), "kl": kl_seq,
-                              "kl_coef": self.kl_coef, "length": float(mask.sum(-1).float().mean())}
+        self.rollout_stats = {"reward": float(raw.mean()), "shaped_reward": float(rewards.sum(-1).mean()),
+                              "kl": kl_seq, "kl_coef": self.kl_coef, "length": float(mask.sum(-1).float().mean())}
         if cfg.adaptive_kl:
             self.kl_coef = L.adaptive_kl_coef(self.kl_coef, kl_seq, cfg.target_kl, cfg.horizon, cfg.batch_size)
         B, mb = cfg.batch_size, cfg.minibatch_size
