@@ -99,7 +99,8 @@ def test_dpo_loss_matches_trl_dpo_trainer(loss_type, B, beta, smoothing):
     per_token = torch.randn(2 * B, T - 1) * completion_mask[:, 1:]  # log-probs of the shifted targets
     ref = torch.randn(2 * B) - 5.0
     outputs = SimpleNamespace(log_probs=per_token, entropy=torch.zeros(2 * B, T - 1),
-                              mean_logits=torch.zeros(2 * B, T - 1), is_top1=torch.zeros(2 * B, T - 1, dtype=torch.bool))
+                              mean_logits=torch.zeros(2 * B, T - 1),
+                              is_top1=torch.zeros(2 * B, T - 1, dtype=torch.bool))
     stub = _stub_trainer(aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True,
                          f_divergence_type="reverse_kl", loss_types=[loss_type], loss_weights=[1.0], beta=beta,
                          label_smoothing=smoothing, use_weighting=False)
