@@ -73,7 +73,7 @@ def test_loss_and_gradients_match_transformers(hf_dir):
     idx = torch.randint(0, SMALL["vocab_size"], (2, 30))
     ours = GPT.from_pretrained(hf_dir)
     hf = transformers.GPT2LMHeadModel.from_pretrained(hf_dir, attn_implementation="sdpa")
-    _, loss = ours(idx[:, :-1], idx[:, 1:])  # our targets are already shifted
+    _, loss = ours(input_ids=idx[:, :-1], labels=idx[:, 1:])  # our labels are already shifted
     hf_loss = hf(idx, labels=idx).loss  # transformers shifts the labels itself
     assert abs(loss.item() - hf_loss.item()) < 1e-5
     loss.backward()
@@ -163,8 +163,27 @@ def test_bigram_logits_are_rows_of_its_table_and_loss_is_cross_entropy():
     model = BigramLanguageModel(5)
     idx = torch.tensor([[0, 3, 3, 1]])
     targets = torch.tensor([[3, 3, 1, 4]])
-    logits, loss = model(idx, targets)
+    logits, loss = model(input_ids=idx, labels=targets, attention_mask=torch.ones_like(idx))
     table = model.token_embedding_table.weight
     assert torch.equal(logits[0], table[[0, 3, 3, 1]])
     hand = -sum(F.log_softmax(table[a], -1)[b] for a, b in zip([0, 3, 3, 1], [3, 3, 1, 4])) / 4
     assert abs(loss.item() - hand.item()) < 1e-6
+
+
+def test_forward_takes_a_loop_batch_and_right_padding_changes_nothing_before_it():
+    """model(**batch) with input_ids / attention_mask / labels: padded rows give the real rows' logits and loss."""
+    from nanobert.data.causal import pad_examples
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2, resid_pdrop=0.0,
+                          embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    long, short = [1, 2, 3, 4, 5, 6], [7, 8, 9]
+    batch = pad_examples([long, short], loss_from=[0, 0], pad_id=0)
+    with torch.no_grad():
+        logits, loss = model(**batch)
+        alone, alone_loss = model(input_ids=torch.tensor([short[:-1]]), labels=torch.tensor([short[1:]]))
+    assert torch.allclose(logits[1, :2], alone[0], atol=1e-6)
+    per_token = F.cross_entropy(logits.reshape(-1, 11), batch["labels"].reshape(-1), reduction="none",
+                                ignore_index=-100)
+    assert abs(loss.item() - per_token.sum().item() / 7) < 1e-6  # 5 + 2 real targets, the padding ignored
+    assert abs(per_token.view(2, 5)[1, :2].mean().item() - alone_loss.item()) < 1e-6

@@ -11,7 +11,8 @@ import torch
 
 from nanobert.errors import NanobertError
 from nanobert.model.gpt import GPT, GPTConfig
-from nanobert.tasks.causal_lm import CausalLMConfig, to_causal, train_causal_lm
+from nanobert.data.causal import pad_examples, to_causal
+from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm
 from nanobert.train.loop import LoopConfig
 
 
@@ -45,6 +46,13 @@ def test_blocks_become_shifted_next_token_pairs():
     assert out["input_ids"].tolist() == [[5, 6], [8, 9]]
     assert out["labels"].tolist() == [[6, 7], [9, -100]]
     assert out["attention_mask"].tolist() == [[1, 1], [1, 1]]
+
+
+def test_padded_examples_start_their_loss_after_the_prompt():
+    out = pad_examples([[5, 6, 7, 8], [1, 2, 3]], loss_from=[2, 1], pad_id=0)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [1, 2, 3]]
+    assert out["labels"].tolist() == [[-100, 7, 8], [2, 3, -100]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
 
 
 def test_char_gpt_learns_saves_and_samples(corpus, tmp_path):

@@ -8,7 +8,7 @@ projections as `Conv1D` (in_features, out_features) while we use `nn.Linear`
 and out.
 
     model = GPT(GPTConfig(vocab_size=65, n_positions=256, n_embd=384, n_layer=6, n_head=6))
-    logits, loss = model(idx, targets)          # idx, targets: (B, T) token ids
+    logits, loss = model(input_ids, labels)     # (B, T) token ids; labels[t] = the token after input_ids[t]
     model.save_pretrained("out/gpt")            # config.json + model.safetensors
     GPT.from_pretrained("out/gpt")              # also reads transformers' GPT-2 checkpoints
 """
@@ -99,13 +99,21 @@ class BigramLanguageModel(nn.Module):
         self.vocab_size = vocab_size
         self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """idx, targets: (B, T) -> logits (B, T, V), loss (mean next-token cross-entropy) or None."""
-        logits = self.token_embedding_table(idx)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        return logits, loss
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, **_):
+        """input_ids, labels: (B, T) -> logits (B, T, V), loss (see `lm_loss`) or None; other batch keys are ignored."""
+        logits = self.token_embedding_table(input_ids)  # (B, T, V)
+        return logits, lm_loss(logits, labels)
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Mean cross-entropy of logits (B, T, V) against labels (B, T) over the positions where labels != -100.
+
+    Labels are already shifted: `labels[:, t]` is the token that follows `input_ids[:, t]`
+    (see `data.causal.to_causal`), so masking a prompt or padding is one -100 per position.
+    """
+    if labels is None:
+        return None
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100)
 
 
 class KVCache:
@@ -234,45 +242,56 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
-                last_only: bool = False):
-        """Next-token logits for every position, and the mean cross-entropy against `targets` if given.
+    def hidden_states(self, input_ids: torch.Tensor, *, cache: KVCache | None = None,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final (LayerNormed) hidden states (B, T, C) that the LM head reads; value and reward heads read them too.
 
-        idx: (B, T) token ids; targets: (B, T) ids to predict (-100 = ignore).
-        cache: keys/values of earlier tokens; `idx` continues them and the cache is advanced by T.
-        attention_mask: (B, L+T) 1 for real tokens, 0 for (left) padding, over cached + new tokens;
-        positions count only real tokens, so a left-padded prompt sees the same positions as alone.
-        last_only: logits for the last position only, (B, 1, V) — what sampling needs.
-        Returns logits (B, T, V) and loss (scalar tensor or None).
+        input_ids: (B, T) token ids. cache: keys/values of earlier tokens; `input_ids` continue
+        them and the cache is advanced by T. attention_mask: (B, L+T) 1 for real tokens, 0 for
+        padding (left or right), over cached + new tokens; positions count only real tokens, so a
+        left-padded prompt sees the same positions as alone. An all-ones mask without a cache is
+        the plain causal case and takes the faster path.
         """
-        B, T = idx.size()
+        B, T = input_ids.size()
         past = cache.length if cache is not None else 0
         if past + T > self.config.n_positions:
             raise NanobertError(f"sequence of {past + T} tokens is longer than the context of "
                                 f"{self.config.n_positions} (n_positions)")
+        if attention_mask is not None and cache is None and bool(attention_mask.all()):
+            attention_mask = None
         mask = None
         if attention_mask is None:
-            pos = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
+            pos = torch.arange(past, past + T, device=input_ids.device).unsqueeze(0)  # (1, T)
             if past and T > 1:
-                mask = _causal_mask(torch.ones(B, past + T, dtype=torch.bool, device=idx.device), T)
+                mask = _causal_mask(torch.ones(B, past + T, dtype=torch.bool, device=input_ids.device), T)
         else:
             keep = attention_mask.bool()  # (B, L+T)
             pos = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
             mask = _causal_mask(keep, T)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x, cache, mask)
         if cache is not None:
             cache.length += T
-        x = self.transformer.ln_f(x)
+        return self.transformer.ln_f(x)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, *,
+                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                last_only: bool = False, **_):
+        """Next-token logits for every position, and the mean cross-entropy against `labels` if given.
+
+        input_ids: (B, T) token ids; labels: (B, T) the token *following* each position (already
+        shifted, -100 = no loss there), as `data.causal.to_causal` makes them; attention_mask and
+        cache as in `hidden_states`. last_only: logits for the last position only, (B, 1, V) —
+        what sampling needs. Other batch keys (token_type_ids...) are ignored, so the training
+        loop's `model(**batch)` works as for the BERT models.
+        Returns logits (B, T, V) and loss (scalar tensor or None).
+        """
+        x = self.hidden_states(input_ids, cache=cache, attention_mask=attention_mask)  # (B, T, C)
         if last_only:
             x = x[:, -1:]  # (B, 1, C)
         logits = self.lm_head(x)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        return logits, loss
+        return logits, lm_loss(logits, labels)
 
     # ---- Hugging Face-compatible files -------------------------------------------------------------
 

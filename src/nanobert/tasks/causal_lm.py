@@ -6,7 +6,8 @@
 
 Built from the shared pieces: the corpus is cut into token shards by `data.prepare` ("split" mode:
 the documents' token stream cut into blocks of `n_positions + 1` tokens, each block sent to
-train / val / test by a seeded draw), read back by `data.loaders.BatchStream`, and trained by
+train / val / test by a seeded draw), read back by `data.loaders.BatchStream`, turned into
+next-token batches by `data.causal.CausalLMBatches`, and trained by
 `train.loop.train` (checkpoints, exact resume, metrics, plots). A block of T + 1 tokens gives T
 inputs and T targets (the same tokens shifted by one). The tokenizer is a character vocabulary
 learnt from the corpus (`tokenizer = "char"`) or any saved tokenizer directory (e.g. GPT-2's
@@ -21,12 +22,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
 import torch
 import torch.nn as nn
 
-from nanobert.data.loaders import BatchStream, TokenShards, collate
+from nanobert.data.causal import CausalLMBatches, val_batches
+from nanobert.data.loaders import BatchStream, TokenShards
 from nanobert.data.prepare import PrepareConfig, prepare
 from nanobert.data.sources import read_documents
 from nanobert.errors import NanobertError
@@ -57,62 +57,6 @@ class CausalLMConfig:
         n_positions=128, n_embd=128, n_layer=4, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         bos_token_id=None, eos_token_id=None))  # vocab_size and eos_token_id are set from the tokenizer
     loop: LoopConfig = field(default_factory=LoopConfig)
-
-
-class CausalLMBatches:
-    """Turns BatchStream's (B, T+1) blocks into next-token pairs; its position is the stream's.
-
-    Example: block [5, 6, 7] -> input_ids [5, 6], labels [6, 7]; padding in labels becomes -100.
-    """
-
-    def __init__(self, stream: BatchStream):
-        self.stream = stream
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        return to_causal(next(self.stream))
-
-    def state_dict(self) -> dict:
-        return self.stream.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.stream.load_state_dict(state)
-
-
-def to_causal(batch: dict) -> dict:
-    """{"input_ids", "attention_mask"} (B, T+1) -> {"input_ids", "attention_mask", "labels"} (B, T)."""
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, T) the next token, -100 past the end
-    return {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], "labels": labels}
-
-
-class LMForLoop(nn.Module):
-    """Lets the shared loop call `model(idx, targets)` with its batch names `input_ids` / `labels`.
-
-    Right padding needs no attention mask in a causal model (padding comes after every real
-    token); its labels are -100, so it adds nothing to the loss.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, labels=None, **_):
-        return self.model(input_ids, labels)
-
-
-def val_batches(data: TokenShards, batch_size: int, limit: int = 0) -> Iterator[dict]:
-    """The val split in order, as causal batches; `limit` > 0 stops after that many batches."""
-    n = 0
-    for shard, size in enumerate(data.shard_sizes()):
-        for start in range(0, size, batch_size):
-            if limit and n >= limit:
-                return
-            seqs = [data.seq(shard, i) for i in range(start, min(start + batch_size, size))]
-            yield to_causal(collate(seqs, 0))
-            n += 1
 
 
 def prepare_data(cfg: CausalLMConfig) -> Path:
@@ -171,11 +115,11 @@ def train_causal_lm(cfg: CausalLMConfig, resume: bool = False, callbacks=()) -> 
     log.info("%s: %.2fM parameters", type(model).__name__, sum(p.numel() for p in model.parameters()) / 1e6)
     batches = CausalLMBatches(BatchStream(train_data, cfg.batch_size, seed=cfg.seed))
     start = time.perf_counter()
-    state = train(LMForLoop(model), batches, cfg.loop, out_dir,
+    state = train(model, batches, cfg.loop, out_dir,
                   eval_data=lambda: val_batches(val_data, cfg.batch_size, cfg.eval_batches),
                   resume=resume, callbacks=callbacks, run_config=dataclasses.asdict(cfg))
     seconds = time.perf_counter() - start
-    final = evaluate(LMForLoop(model), val_batches(val_data, cfg.batch_size), state.info.device)
+    final = evaluate(model, val_batches(val_data, cfg.batch_size), state.info.device)
     result = {"model_type": cfg.model_type, "steps": state.step, "tokens": state.tokens,
               "train_seconds": round(seconds, 1), "val_loss": final["loss"],
               "val_perplexity": perplexity(final["loss"]), "val_accuracy": final["accuracy"],
