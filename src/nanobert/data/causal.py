@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from nanobert.data.loaders import BatchStream, TokenShards, collate
+from nanobert.data.labelled import bucketed_batches
 
 
 def to_causal(batch: dict) -> dict:
@@ -91,8 +92,6 @@ class ExampleBatches:
         self._plan = self._make_plan(0)
 
     def _make_plan(self, epoch: int) -> list[np.ndarray]:
-        from nanobert.tasks.finetune import bucketed_batches
-
         return bucketed_batches(self.lengths, self.batch_size, np.random.default_rng([self.seed, epoch]))
 
     def __len__(self) -> int:
