@@ -46,7 +46,10 @@ MAX_TOP_K = 50
 class ServeConfig:
     host: str = "127.0.0.1"  # loopback only; pass 0.0.0.0 deliberately to listen on every interface
     port: int = 8000
-    max_batch_size: int = 32  # texts per model call; more concurrent texts wait for the next call
+    max_batch_size: int = 32  # texts a batcher takes from concurrent requests; more wait for the next round
+    # The batcher's texts are sorted by length and run in chunks of this many: on CPU a MiniLM int8
+    # classifier ran 77 texts/s in chunks of 8 against 34 in chunks of 32 (less padding per chunk).
+    model_batch_size: int = 8
     max_wait_ms: float = 5.0  # how long a lone request waits for company before it runs alone
     max_inputs: int = 64  # texts per request
     max_text_chars: int = 4000  # characters per text (about 1000 tokens; longer inputs are cut to the model's length)
@@ -335,7 +338,7 @@ def create_app(model: str | Path, config: ServeConfig | None = None, **pipeline_
     from nanobert.infer.pipelines import load_pipelines  # torch loads here, not when the CLI builds its parser
 
     cfg = config or ServeConfig()
-    pipes = load_pipelines(model, batch_size=cfg.max_batch_size, **pipeline_kwargs)
+    pipes = load_pipelines(model, batch_size=cfg.model_batch_size, **pipeline_kwargs)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanobert-model")
     batchers = {t: DynamicBatcher(fn, executor, cfg.max_batch_size, cfg.max_wait_ms) for t, fn in _batch_functions(pipes).items()}
 
