@@ -115,3 +115,8 @@ def test_texts_and_characters_per_request_are_bounded(cls, route):
     r = cls.post(route, json={"inputs": ["fine", "x" * 4001]})
     assert r.status_code == 413 and r.json()["error"].startswith("inputs[1]") and "at most 4000" in r.json()["error"]
     assert cls.post(route, json={"inputs": ["fine"] * 8}).status_code == 200
+
+
+def test_model_runs_in_chunks_of_model_batch_size(tiny_mlm_dir):
+    app = create_app(tiny_mlm_dir, ServeConfig(max_batch_size=32, model_batch_size=4))
+    assert {p.batch_size for p in app.state.pipelines.values()} == {4}
