@@ -28,6 +28,7 @@ def _serve(args) -> int:
         host=args.host,
         port=args.port,
         max_batch_size=args.max_batch_size,
+        model_batch_size=args.model_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_inputs=args.max_inputs,
         max_text_chars=args.max_text_chars,
@@ -48,8 +49,9 @@ def register(sub) -> None:
     )
     p.add_argument("--model", required=True, help="a model directory (PyTorch) or an .onnx file (ONNX Runtime)")
     p.add_argument("--host", default=d.host, help=f"interface to listen on (default {d.host}, this machine only)")
-    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
-    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help=f"texts per model call (default {d.max_batch_size})")
+    p.add_argument("--port", type=int, default=d.port, help=f"port, 1 to 65535 (default {d.port}); checked before the model loads")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help=f"texts batched from concurrent requests (default {d.max_batch_size})")
+    p.add_argument("--model-batch-size", type=int, default=d.model_batch_size, help=f"texts per model call: a batch runs in length-sorted chunks of this many (default {d.model_batch_size}; larger on a GPU)")
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help=f"how long a request waits to share a batch (default {d.max_wait_ms})")
     p.add_argument("--max-inputs", type=int, default=d.max_inputs, help=f"texts per request (default {d.max_inputs})")
     p.add_argument("--max-text-chars", type=int, default=d.max_text_chars, help=f"characters per text (default {d.max_text_chars})")
