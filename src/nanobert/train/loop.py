@@ -23,7 +23,9 @@ is evaluated and checkpointed like any other. Each step: learning rate -> eval /
 step -> zero grads -> log. A non-finite loss or gradient stops the run with `NanobertError` before
 the optimizer touches the weights, so the last checkpoint stays the last good one. Checkpoints hold
 everything the following steps depend on, so `resume=True` after a kill at any moment ends with
-the same weights, bit for bit on CPU, as a run that was never interrupted.
+the same weights, bit for bit on CPU, as a run that was never interrupted. Train rows of
+metrics.csv carry tokens/s and model FLOPs utilisation (`train.flops`); under torchrun,
+`cfg.parallel` chooses DDP or FSDP (`train.distributed`).
 """
 
 from __future__ import annotations
