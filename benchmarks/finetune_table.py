@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nanobert.resources import find_minilm
+from nanobert.model.lora import LoRAConfig
 from nanobert.tasks.finetune import FinetuneConfig, finetune
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -60,7 +61,8 @@ def main() -> None:
         name, r, layers = RUNS[i]
         torch.manual_seed(args.seed)
         cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lora_lr if r else args.lr,
-                             lora_r=r, lora_alpha=2.0 * r, lora_targets=args.targets.split(","), lora_layers=layers,
+                             lora=LoRAConfig(r=r, alpha=2.0 * r if r else 16.0, targets=args.targets.split(","),
+                                             layers=layers),
                              seed=args.seed, threads=args.threads, progress=not args.no_progress)
         m = finetune(model_dir, train, dev, work / f"run{i}", cfg)
         rows.append({"name": name, "loss": m["loss"], "accuracy": m["accuracy"], "trainable": m["trainable_params"],

@@ -5,23 +5,45 @@ The public API, in pipeline order: tokenizers → data → models → training �
 
 __version__ = "0.1.0"
 
-from nanobert.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, WordPieceTokenizer, load_tokenizer
-from nanobert.data.prepare import PrepareConfig, prepare
-from nanobert.data.masking import mask_tokens
-from nanobert.data.loaders import BatchStream, TokenShards
-from nanobert.model.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel, load_model
-from nanobert.model.lora import LoRALinear, apply_lora, load_adapter, merge_lora, save_adapter
-from nanobert.model.tabular import BertForTabularClassification
-from nanobert.model.gpt import GPT, BigramLanguageModel, GPTConfig
-from nanobert.train.loop import LoopConfig  # the function is nanobert.train.loop.train (`train` is the subpackage)
-from nanobert.train.optim import make_optimizer
-from nanobert.tasks.pretrain import PretrainConfig, fill_mask, pretrain
-from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm
-from nanobert.tasks.finetune import FinetuneConfig, evaluate_classifier, finetune
-from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline, pipeline
-from nanobert.infer.generate import GenerationConfig, generate, generate_text
-from nanobert.infer.onnx import export_onnx
-from nanobert.tasks.demo import DemoConfig, run_demo
+# Each public name and the module it lives in; imported on first use (PEP 562), so that `import nanobert`
+# (and so the `nanobert` command and its --help) does not import torch until something needs it.
+_EXPORTS = {
+    "nanobert.tokenizers": ["ByteLevelBPETokenizer", "CharTokenizer", "Tokenizer", "WordPieceTokenizer",
+                            "load_tokenizer"],
+    "nanobert.data.prepare": ["PrepareConfig", "prepare"],
+    "nanobert.data.masking": ["mask_tokens"],
+    "nanobert.data.loaders": ["BatchStream", "TokenShards"],
+    "nanobert.model.bert": ["BertConfig", "BertForMaskedLM", "BertForSequenceClassification", "BertModel",
+                            "load_model"],
+    "nanobert.model.lora": ["LoRALinear", "apply_lora", "load_adapter", "merge_lora", "save_adapter"],
+    "nanobert.model.tabular": ["BertForTabularClassification"],
+    "nanobert.model.gpt": ["GPT", "BigramLanguageModel", "GPTConfig"],
+    "nanobert.train.loop": ["LoopConfig"],  # the function is nanobert.train.loop.train (`train`: the subpackage)
+    "nanobert.train.optim": ["make_optimizer"],
+    "nanobert.tasks.pretrain": ["PretrainConfig", "fill_mask", "pretrain"],
+    "nanobert.tasks.causal_lm": ["CausalLMConfig", "train_causal_lm"],
+    "nanobert.tasks.finetune": ["FinetuneConfig", "evaluate_classifier", "finetune"],
+    "nanobert.infer.pipelines": ["ClassifyPipeline", "EmbedPipeline", "FillMaskPipeline", "pipeline"],
+    "nanobert.infer.generate": ["GenerationConfig", "generate", "generate_text"],
+    "nanobert.infer.onnx": ["export_onnx"],
+    "nanobert.tasks.demo": ["DemoConfig", "run_demo"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nanobert' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_WHERE))
+
 
 __all__ = [
     "Tokenizer", "WordPieceTokenizer", "ByteLevelBPETokenizer", "CharTokenizer", "load_tokenizer",

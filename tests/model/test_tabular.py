@@ -36,3 +36,12 @@ def test_forward_save_load(tmp_path):
     again = BertForTabularClassification.from_pretrained(tmp_path)
     assert again.stats == stats
     torch.testing.assert_close(again(ids, tabular=tab)[0], logits)
+
+
+def test_stats_ranges():
+    with pytest.raises(NanobertError, match="tabular.hidden must be >= 1, got 0"):
+        TabularStats(["a"], [0.0], [1.0], hidden=0)
+    with pytest.raises(NanobertError, match="one mean and one std > 0 per column"):
+        TabularStats(["a", "b"], [0.0], [1.0])
+    with pytest.raises(NanobertError, match="one mean and one std > 0 per column"):
+        TabularStats(["a"], [0.0], [0.0])

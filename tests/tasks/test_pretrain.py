@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,26 @@ def test_unigram_log_probs_are_the_smoothed_token_frequencies(data):
     few = unigram_log_probs(shards, 30522, special, max_tokens=100)  # only the first 100 tokens are counted
     seen = np.bincount(np.asarray(shards.shards[0][0][:100]), minlength=30522)
     assert int((few > few.min()).sum()) == int((np.delete(seen, list(special)) > 0).sum())
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TOY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "1", "--model.num_attention_heads", "2",
+       "--model.intermediate_size", "64", "--data.batch_size", "4", "--data.eval_batches", "1",
+       "--train.max_steps", "3", "--train.warmup_steps", "1", "--train.decay_steps", "2", "--train.grad_accum", "2",
+       "--train.eval_every", "3", "--train.checkpoint_every", "3", "--train.log_every", "1",
+       "--train.progress", "false", "--train.device", "cpu", "--train.precision", "bf16"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlm-wikitext103.toml", "mlm-gpu-budget.toml"])
+def test_gpu_recipes_run_at_toy_scale(name, data, tmp_path):
+    """The GPU recipes end to end on a tiny model: their own settings (the budget recipe's torch.compile, the
+    optimizer's fused AdamW) with bf16 autocast, so that the first GPU run does not discover a crash."""
+    run = tmp_path / "run"
+    assert main(["pretrain", "--config", str(CONFIGS / name), "--data.dir", str(data), "--out_dir", str(run),
+                 *TOY]) == 0
+    rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()]
+    assert rows[0][-1] == "mfu"
+    train_rows = [r for r in rows[1:] if r[1] == "train"]
+    assert [int(r[0]) for r in train_rows] == [1, 2, 3] and all(float(r[-1]) > 0 for r in train_rows)
+    assert (run / "step-00000003").is_dir() and (run / "model" / "model.safetensors").is_file()

@@ -32,6 +32,7 @@ log_every = 4
 progress = false
 tensorboard = false
 plots = false
+precision = "fp32"  # the exact comparisons (resume, DDP) are made in fp32
 """
 
 

@@ -10,7 +10,8 @@ from loop_stubs import Batches, TinyMLM
 
 def cfg(**kw):
     base = dict(max_steps=30, lr=3e-2, min_lr=3e-3, warmup_steps=3, eval_every=10, checkpoint_every=10,
-                log_every=5, progress=False, tensorboard=False, plots=False)
+                log_every=5, progress=False, tensorboard=False, plots=False,
+                precision="fp32")  # exact comparisons: "auto" may pick bf16 on this CPU
     return LoopConfig(**{**base, **kw})
 
 
@@ -43,7 +44,7 @@ def test_tiny_model_learns_and_the_run_is_recorded(tmp_path):
     assert rec.ckpts == ["step-00000010", "step-00000020", "step-00000030"]
     assert [p.name for p in checkpoints.list_checkpoints(tmp_path)] == ["step-00000020", "step-00000030"]
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "step,split,loss,accuracy,perplexity,lr,tokens_per_s" and len(lines) == 1 + 4 + 6
+    assert lines[0] == "step,split,loss,accuracy,perplexity,lr,tokens_per_s,mfu" and len(lines) == 1 + 4 + 6
     assert (tmp_path / "loss.png").stat().st_size > 1000 and (tmp_path / "accuracy.png").exists()
     assert "val loss" in (tmp_path / "train.log").read_text()
 

@@ -29,6 +29,7 @@ FLAGS = ["text_column", "text_pair_column", "label_column", "tabular_columns", "
          "max_length", "max_train_examples", "max_minutes", "grad_accum", "precision", "init", "lora.r", "lora.alpha",
          "lora.targets", "lora.layers", "lora.modules_to_save", "lora.plus_ratio", "keep", "seed", "threads"]
 COLUMN_FLAGS = FLAGS[:3]
+CONFIG = "nanobert.tasks.finetune:FinetuneConfig"
 
 
 def _config(args):
@@ -37,7 +38,7 @@ def _config(args):
     from nanobert.tasks.finetune import FinetuneConfig
 
     # Named options and a TOML file can be mixed: named options win over the file, --key value over both.
-    cfg = load_config(FinetuneConfig, args.config, args.overrides, values=given_values(args, FinetuneConfig, FLAGS))
+    cfg = load_config(FinetuneConfig, args.config, args.overrides, values=given_values(args, FLAGS))
     if args.no_progress:
         cfg.progress = False
     return cfg
@@ -83,7 +84,6 @@ def _evaluate(args) -> int:
 
 def register(subparsers) -> None:
     from nanobert.cli.options import add_dataclass_args
-    from nanobert.tasks.finetune import FinetuneConfig
 
     p = subparsers.add_parser(
         "finetune", help="fine-tune a BERT classifier (full, LoRA, or text + tabular)",
@@ -97,7 +97,7 @@ def register(subparsers) -> None:
     p.add_argument("--test", help="labelled file scored once with the kept model (else the report is on validation)")
     p.add_argument("--out", required=True, help="output directory (replaced whole when training ends)")
     p.add_argument("--config", help="TOML file with FinetuneConfig fields")
-    add_dataclass_args(p, FinetuneConfig, FLAGS)
+    add_dataclass_args(p, CONFIG, FLAGS)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints "
                    "(after a kill: the same final weights as an uninterrupted run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -110,7 +110,7 @@ def register(subparsers) -> None:
         "default to the ones the model was trained with.")
     e.add_argument("--model", required=True, help="directory written by 'nanobert finetune'")
     e.add_argument("--data", required=True, help="labelled file (.csv .tsv .jsonl .parquet, optionally .gz)")
-    add_dataclass_args(e, FinetuneConfig, COLUMN_FLAGS)
+    add_dataclass_args(e, CONFIG, COLUMN_FLAGS)
     e.add_argument("--batch-size", type=int, default=128)
     e.add_argument("--digits", type=int, default=2, help="decimals in the report")
     e.add_argument("--out", help="also write the metrics to this JSON file and the confusion matrix beside it (.png)")

@@ -43,6 +43,8 @@ def _train(args) -> int:
 
 
 def _generate(args) -> int:
+    from nanobert.cli.options import given_values
+    from nanobert.config import load_config
     from nanobert.errors import NanobertError
     from nanobert.infer.generate import GenerationConfig, generate_text
     from nanobert.model.gpt import GPT
@@ -52,8 +54,7 @@ def _generate(args) -> int:
         raise NanobertError("give at least one --prompt TEXT")
     model = GPT.from_pretrained(args.model)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, greedy=args.greedy, temperature=args.temperature,
-                           top_k=args.top_k, top_p=args.top_p, use_cache=not args.no_cache, seed=args.seed)
+    cfg = load_config(GenerationConfig, values=given_values(args, GENERATION_FLAGS))
     outputs = generate_text(model, tokenizer, args.prompt, cfg)
     for i, (prompt, text) in enumerate(zip(args.prompt, outputs)):
         if i:
@@ -62,7 +63,13 @@ def _generate(args) -> int:
     return 0
 
 
+GENERATION_CONFIG = "nanobert.infer.generate:GenerationConfig"
+GENERATION_FLAGS = ["max_new_tokens", "greedy", "temperature", "top_k", "top_p", "seed", "use_cache"]
+
+
 def register(subparsers) -> None:
+    from nanobert.cli.options import add_dataclass_args
+
     p = subparsers.add_parser("train-gpt", help="pretrain a GPT (or bigram) language model on text",
                               description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="TOML", help="recipe file, e.g. configs/gpt-austen-char.toml "
@@ -76,11 +83,5 @@ def register(subparsers) -> None:
                    "model.safetensors)")
     g.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory, if not the model's")
     g.add_argument("--prompt", action="append", metavar="TEXT", help="text to continue; repeat for a batch")
-    g.add_argument("--max-new-tokens", type=int, default=200, help="tokens to add at most (default 200)")
-    g.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    g.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is more conservative (default 1.0)")
-    g.add_argument("--top-k", type=int, help="sample among the k most likely tokens only")
-    g.add_argument("--top-p", type=float, help="sample among the most likely tokens holding this probability")
-    g.add_argument("--seed", type=int, help="make sampling repeatable")
-    g.add_argument("--no-cache", action="store_true", help="recompute every step instead of using the KV cache")
+    add_dataclass_args(g, GENERATION_CONFIG, GENERATION_FLAGS, names={"use_cache": "--no-cache"})
     g.set_defaults(func=_generate)

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nanobert.config import check_fields
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
 from nanobert.model import checkpoint_io
@@ -37,6 +38,12 @@ class TabularStats:
     mean: list[float]
     std: list[float]
     hidden: int = 32  # width of the feature projection; a few dozen is plenty for a handful of columns
+
+    def __post_init__(self):
+        check_fields(self, {"hidden": ">= 1"}, prefix="tabular.")
+        if not len(self.columns) == len(self.mean) == len(self.std) or min(self.std, default=1.0) <= 0:
+            raise NanobertError(f"tabular statistics: need one mean and one std > 0 per column; got "
+                                f"{len(self.columns)} columns, {len(self.mean)} means, {len(self.std)} stds")
 
     @classmethod
     def fit(cls, x: np.ndarray, columns: list[str], hidden: int = 32) -> "TabularStats":

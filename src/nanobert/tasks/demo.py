@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nanobert.config import check_fields
 from nanobert.data.tables import read_table
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
@@ -54,8 +55,11 @@ class DemoConfig:
     minutes: float = 10.0  # rough wall-time budget for the whole run on 2 CPU cores
     quick: bool = False  # a ~2-minute smoke run: one novel, small vocab, short training (what the tests run)
     minilm: bool = True  # also fine-tune all-MiniLM-L6-v2 when its package is installed
-    seed: int = 0
-    progress: bool = True
+    seed: int = 0  # seed for data order, initialization and masks
+    progress: bool = True  # progress bars (stderr)
+
+    def __post_init__(self):
+        check_fields(self, {"minutes": "> 0"})
 
 
 @dataclass

@@ -40,6 +40,7 @@ from nanobert.train.loop import LoopConfig, train
 from nanobert.train.metrics import classification_metrics, format_report
 from nanobert.train.optim import make_optimizer
 from nanobert.train.plots import plot_confusion_matrix
+from nanobert.train.precision import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class FinetuneConfig:
             "weight_decay": ">= 0", "adam_eps": "> 0", "warmup_ratio": "[0, 1)", "max_grad_norm": ">= 0",
             "max_steps": ">= 1", "max_minutes": "> 0", "grad_accum": ">= 1", "classifier_dropout": "[0, 1)",
             "tabular_hidden": ">= 1", "eval_batch_size": ">= 1", "bucket_batches": ">= 1", "checkpoint_every": ">= 1",
-            "threads": ">= 1"}, {"keep": list(KEEP_RULES), "precision": ["auto", "fp32", "bf16"],
+            "threads": ">= 1"}, {"keep": list(KEEP_RULES), "precision": list(PRECISIONS),
                                  "init": ["pretrained", "random"]})
         if isinstance(self.lora, dict):  # dataclasses.replace / from_dict hand over a LoRAConfig; a plain dict too
             self.lora = LoRAConfig(**self.lora)

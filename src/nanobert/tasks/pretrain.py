@@ -156,16 +156,28 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[st
 
 
 class _SaveFinalModel:
-    """At the end of training: save the model in Hugging Face format and log fill-mask samples."""
+    """At the end of training: save the model in Hugging Face format and log fill-mask samples (rank 0; every
+    process gathers the weights of a sharded model first)."""
 
     def __init__(self, path: Path, tokenizer, samples: list[str]):
         self.path, self.tokenizer, self.samples = path, tokenizer, samples
 
     def on_train_end(self, state: LoopState) -> None:
-        state.model.save_pretrained(self.path, tokenizer=self.tokenizer)
+        model = state.model
+        if distributed.is_sharded(model):
+            weights, _ = distributed.full_state(model)  # a collective: every process
+            if not state.info.is_main:
+                return
+            from nanobert.model.bert import BertForMaskedLM
+
+            model = BertForMaskedLM(model.config)
+            model.load_state_dict(weights)
+        if not state.info.is_main:
+            return
+        model.save_pretrained(self.path, tokenizer=self.tokenizer)
         for text in self.samples:
             if self.tokenizer.id_to_token(self.tokenizer.mask_token_id) in text:
-                preds = fill_mask(state.model, self.tokenizer, text)
+                preds = fill_mask(model, self.tokenizer, text)
                 log.info("fill-mask %r -> %s", text, " | ".join(
                     ", ".join(f"{t} {p:.2f}" for t, p in top) for top in preds))
 
@@ -204,9 +216,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
                         cfg.data.batch_size * info.world_size)
         log.info("model: %s parameters; data: %s train sequences of <= %d tokens", f"{model.num_parameters():,}",
                  f"{len(train_data):,}", train_data.seq_len)
-        final = _SaveFinalModel(Path(cfg.out_dir) / "model", tokenizer, cfg.samples) if info.is_main else None
+        final = _SaveFinalModel(Path(cfg.out_dir) / "model", tokenizer, cfg.samples)
         state = train(model, batches, cfg.train, cfg.out_dir, eval_data=eval_data, resume=resume,
-                      callbacks=[*callbacks, *([final] if final else [])], info=info, run_config=to_dict(cfg))
+                      callbacks=[*callbacks, final], info=info, run_config=to_dict(cfg))
         return state
     finally:
         distributed.cleanup()

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir
+from nanobert.train import distributed
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -73,18 +74,24 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict, rng_states: list[dict], keep: int = 3, extra: dict | None = None) -> Path:
+                    state: dict, rng_states: list[dict], keep: int = 3, extra: dict | None = None,
+                    full_state: tuple[dict, dict] | None = None) -> Path:
     """Write `run_dir/step-{step:08d}` atomically, then delete all but the newest `keep` checkpoints.
 
     `state` is JSON-able (data position, metrics, config); `rng_states` holds one `capture_rng()`
-    per process, in rank order; `extra` (tensors, numbers, strings) goes to callbacks.pt.
+    per process, in rank order; `extra` (tensors, numbers, strings) goes to callbacks.pt. `full_state`: the
+    (weights, optimizer state) of a sharded model (`distributed.full_state`), saved instead of `model`'s.
     """
     path = Path(run_dir) / f"step-{step:08d}"
     for stale in Path(run_dir).glob(".step-*.tmp"):  # left by a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(path) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if full_state is None:
+            save_model(model, str(tmp / "model.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        else:
+            save_file(_stored_once(full_state[0]), str(tmp / "model.safetensors"))
+            torch.save(full_state[1], tmp / "optimizer.pt")
         tensors, host = {}, []
         for r, s in enumerate(rng_states):
             tensors[f"rank{r}.torch"] = s["torch"]
@@ -99,6 +106,16 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
         shutil.rmtree(old, ignore_errors=True)
     log.debug("saved checkpoint %s", path)
     return path
+
+
+def _stored_once(weights: dict) -> dict:
+    """`weights` without the second name of a tied tensor (safetensors stores a tensor once)."""
+    seen, out = set(), {}
+    for name, t in weights.items():
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            out[name] = t.contiguous()
+    return out
 
 
 def _read(path: Path, what: str, reader):
@@ -121,13 +138,25 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     if not (path / "state.json").is_file():
         raise NanobertError(f"{path} is not a checkpoint (no state.json); pass a step-XXXXXXXX directory")
     state = _read(path / "state.json", "state", lambda p: json.loads(p.read_text(encoding="utf-8")))
-    missing, unexpected = _read(path / "model.safetensors", "weights",
-                                lambda p: load_model(model, str(p), strict=False))
+    sharded = distributed.is_sharded(model)
+    if sharded:
+        weights = _read(path / "model.safetensors", "weights", lambda p: load_file(str(p)))
+        missing, unexpected = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
+    else:
+        missing, unexpected = _read(path / "model.safetensors", "weights",
+                                    lambda p: load_model(model, str(p), strict=False))
     if missing or unexpected:
         raise NanobertError(f"checkpoint {path} does not fit this model: missing {sorted(missing)[:5]}, "
                             f"unexpected {sorted(unexpected)[:5]}; resume with the same model settings")
-    if optimizer is not None:
-        opt_state = _read(path / "optimizer.pt", "optimizer", lambda p: torch.load(p, weights_only=True))
+    opt_state = _read(path / "optimizer.pt", "optimizer", lambda p: torch.load(p, weights_only=True)) \
+        if optimizer is not None else None
+    by_name = opt_state is not None and any(isinstance(p, str) for g in opt_state["param_groups"] for p in g["params"])
+    if sharded != by_name and opt_state is not None:
+        raise NanobertError(f"checkpoint {path} was written by a {'sharded' if by_name else 'DDP or one-process'} run;"
+                            f" resume it with the same train.parallel")
+    if sharded:
+        distributed.load_full_state(model, weights, optimizer, opt_state)
+    elif opt_state is not None:
         optimizer.load_state_dict(opt_state)
     tensors = _read(path / "rng.safetensors", "random states", lambda p: load_file(str(p)))
     extra = path / "callbacks.pt"

@@ -4,6 +4,11 @@
 `setup()` reads them, joins the process group (nccl on CUDA, gloo on CPU) and picks the device.
 Without those variables everything runs in one process and these helpers are no-ops, so the
 training code is the same in both cases. Only rank 0 writes files.
+
+`parallel = "fsdp"` shards the weights, gradients and optimizer state over the processes instead
+(PyTorch's FSDP2 `fully_shard`: each block of an `nn.ModuleList`, e.g. a transformer layer, then
+the whole model), with the same launch. Checkpoints hold the full (gathered) weights and optimizer
+state, written by rank 0, so a sharded run resumes from them as a DDP or one-process run would.
 """
 
 from __future__ import annotations
@@ -81,9 +86,18 @@ def barrier() -> None:
         dist.barrier()
 
 
-def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
-    """`model` in DistributedDataParallel when several processes train it, else `model` itself."""
+def wrap(model: torch.nn.Module, info: DistInfo, parallel: str = "ddp") -> torch.nn.Module:
+    """`model` in DistributedDataParallel when several processes train it, else `model` itself. With
+    parallel = "fsdp", `model` itself, sharded in place (build its optimizer afterwards)."""
     if not info.enabled:
+        return model
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for blocks in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
+            for block in blocks:  # one all-gather per block: only one block's full weights live at a time
+                fully_shard(block)
+        fully_shard(model)
         return model
     ids = [info.device.index] if info.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -98,3 +112,37 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether `model` was sharded by `wrap(..., parallel="fsdp")`."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This process's part of a sharded tensor (DTensor); any other tensor as it is."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict | None]:
+    """The full weights and optimizer state (keyed by parameter name) of a sharded model, gathered to rank 0's
+    CPU (other ranks get empty dicts). Every process must call it: it is a collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=opts)
+    return weights, get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
+
+
+def load_full_state(model: torch.nn.Module, weights: dict | None, optimizer=None, optim_state: dict | None = None):
+    """Load full weights and/or a full optimizer state (`full_state`'s) into a sharded model and its optimizer,
+    each process keeping its shard. Every process must call it with the same dicts."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True)
+    if weights is not None:
+        set_model_state_dict(model, weights, options=opts)
+    if optim_state is not None:
+        set_optimizer_state_dict(model, optimizer, optim_state, options=opts)

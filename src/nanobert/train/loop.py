@@ -23,7 +23,9 @@ is evaluated and checkpointed like any other. Each step: learning rate -> eval /
 step -> zero grads -> log. A non-finite loss or gradient stops the run with `NanobertError` before
 the optimizer touches the weights, so the last checkpoint stays the last good one. Checkpoints hold
 everything the following steps depend on, so `resume=True` after a kill at any moment ends with
-the same weights, bit for bit on CPU, as a run that was never interrupted.
+the same weights, bit for bit on CPU, as a run that was never interrupted. Train rows of
+metrics.csv carry tokens/s and model FLOPs utilisation (`train.flops`); under torchrun,
+`cfg.parallel` chooses DDP or FSDP (`train.distributed`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ from tqdm.auto import tqdm
 
 from nanobert.errors import NanobertError
 from nanobert.train import checkpoints, distributed
+from nanobert.train.flops import FlopModel, flop_model, peak_flops
 from nanobert.train.metrics import MetricsLogger, count_correct, perplexity
 from nanobert.train.optim import make_optimizer
 from nanobert.train.plots import plot_learning_curves
+from nanobert.train.precision import PRECISIONS, use_bf16
 from nanobert.train.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -69,8 +73,11 @@ class LoopConfig:
     checkpoint_every: int = 500  # steps between checkpoints (also at the end); 0: only at the end
     max_checkpoints: int = 3  # keep this many newest checkpoints
     log_every: int = 10  # steps between train-metric rows in the CSV / log
-    precision: str = "auto"  # auto (bf16 autocast on GPUs that support it, else fp32) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 autocast on GPUs that support it, else fp32; see train.precision) | fp32
+    # | bf16
     compile: bool = False  # torch.compile the model: faster steps after a slow first one
+    parallel: str = "ddp"  # under torchrun: ddp (a full copy per process) | fsdp (weights, gradients and optimizer
+    # state sharded over the processes: FSDP2's fully_shard; the loop builds the optimizer)
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     progress: bool = True  # tqdm bar with loss, tokens/s and ETA
     tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
@@ -84,7 +91,8 @@ class LoopConfig:
             "decay_steps": ">= 0", "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
             "grad_accum": ">= 1", "grad_clip": ">= 0", "eval_every": ">= 1", "checkpoint_every": ">= 0",
             "max_checkpoints": ">= 0", "log_every": ">= 1"},
-            {"schedule": ["cosine", "linear", "constant"], "precision": ["auto", "fp32", "bf16"]}, prefix="train.")
+            {"schedule": ["cosine", "linear", "constant"], "precision": PRECISIONS,
+             "parallel": ["ddp", "fsdp"]}, prefix="train.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise NanobertError(f"train.device is {self.device!r}, but torch sees no CUDA device; use cpu or auto")
 
@@ -99,16 +107,11 @@ class LoopState:
     optimizer: torch.optim.Optimizer
     info: distributed.DistInfo
     metrics: dict = field(default_factory=dict)  # last validation metrics
+    flops: float = 0.0  # model FLOPs of the steps of this call (all processes; see train.flops)
 
 
 def _autocast(precision: str, device: torch.device):
-    if precision == "auto":
-        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    elif precision in ("bf16", "fp32"):
-        use_bf16 = precision == "bf16"
-    else:
-        raise NanobertError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
-    if not use_bf16:
+    if not use_bf16(precision, device):
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -206,71 +209,85 @@ def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: 
     if out_dir is None or not fresh or step == 0 or not (
             final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
         return
-    if not all(bool(torch.isfinite(p).all()) for p in state.model.parameters()):
+    bad = sum(int(not torch.isfinite(distributed.local(p)).all()) for p in state.model.parameters())
+    if distributed.all_reduce_sum(torch.tensor(float(bad))).item():
         _diverged(f"the weights became non-finite by step {step}", out_dir)
     rngs = distributed.all_gather_objects(checkpoints.capture_rng())
+    sharded = distributed.full_state(state.model, state.optimizer) if distributed.is_sharded(state.model) else None
     if info.is_main:
         data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
         path = checkpoints.save_checkpoint(
             out_dir, step, state.model, state.optimizer,
             {"tokens": state.tokens, "data": data_pos, "metrics": state.metrics, "config": run_config},
-            rngs, keep=cfg.max_checkpoints, extra=_callback_states(callbacks))
+            rngs, keep=cfg.max_checkpoints, extra=_callback_states(callbacks), full_state=sharded)
         _call(callbacks, "on_checkpoint", state, path)
     distributed.barrier()
 
 
-def _micro_steps(train_model, micro: list[dict], autocast, info: distributed.DistInfo) -> torch.Tensor:
+def _micro_steps(train_model, micro: list[dict], autocast, info: distributed.DistInfo,
+                 flops: FlopModel) -> torch.Tensor:
     """Step 3: forward and backward over this process's micro-batches, each weighted by its share of the
-    global targets. Returns (4,) float64 sums: weighted loss, correct, targets, tokens."""
+    global targets. Returns (5,) float64 sums: weighted loss, correct, targets, tokens, model FLOPs."""
     counts = [_num_targets(b) for b in micro]
     total = distributed.all_reduce_sum(torch.tensor(float(sum(counts)), dtype=torch.float64)).item()
-    sums = torch.zeros(4, dtype=torch.float64)
+    sums = torch.zeros(5, dtype=torch.float64)
     for i, batch in enumerate(micro):
         last = i == len(micro) - 1
-        sync = contextlib.nullcontext() if last or not info.enabled else train_model.no_sync()
+        if hasattr(train_model, "set_requires_gradient_sync"):  # FSDP: reduce-scatter after the last only
+            train_model.set_requires_gradient_sync(last)
+            sync = contextlib.nullcontext()
+        else:
+            sync = contextlib.nullcontext() if last or not info.enabled else train_model.no_sync()
         weight = counts[i] / total * info.world_size if total > 0 else 1.0 / len(micro)
         with sync:
             with autocast():
                 logits, loss = train_model(**batch)
             (loss * weight).backward()
         correct = count_correct(logits.detach(), batch["labels"])[0] if "labels" in batch else 0
-        sums += torch.tensor([loss.item() * weight / info.world_size, correct, counts[i], _num_tokens(batch)],
-                             dtype=torch.float64)
+        tokens = _num_tokens(batch)
+        seq_len = batch["input_ids"].shape[-1] if torch.is_tensor(batch.get("input_ids")) else 0
+        sums += torch.tensor([loss.item() * weight / info.world_size, correct, counts[i], tokens,
+                              flops.batch_flops(tokens, counts[i], seq_len)], dtype=torch.float64)
     return sums
 
 
 def _clip_and_check(model, sums: torch.Tensor, grad_clip: float, step: int, out_dir) -> list[float]:
     """Step 4: clip the global gradient norm; stop on a non-finite loss or gradient before the weights are
-    touched. Returns [loss, correct, targets, tokens] summed over processes."""
+    touched. Returns [loss, correct, targets, tokens, FLOPs] summed over processes."""
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+        grad_norm = grad_norm.full_tensor()
     sums = distributed.all_reduce_sum(torch.cat([sums, grad_norm.detach().double().reshape(1).cpu()]))
-    step_loss, correct, n, step_tokens, _ = sums.tolist()
+    step_loss, correct, n, step_tokens, step_flops, _ = sums.tolist()
     if not (math.isfinite(step_loss) and math.isfinite(float(grad_norm))):
         what = f"the loss became {step_loss}" if not math.isfinite(step_loss) else "the gradient became inf"
         _diverged(f"{what} at step {step + 1}", out_dir)
-    return [step_loss, correct, n, step_tokens]
+    return [step_loss, correct, n, step_tokens, step_flops]
 
 
 class _Progress:
-    """Step 6: the progress bar and the train rows of metrics.csv (tokens/s since the last row)."""
+    """Step 6: the progress bar and the train rows of metrics.csv (tokens/s and MFU since the last row)."""
 
-    def __init__(self, cfg: LoopConfig, state: LoopState, logger):
+    def __init__(self, cfg: LoopConfig, state: LoopState, logger, peak: float):
         self.cfg, self.logger = cfg, logger
+        self.peak = peak * state.info.world_size  # FLOP/s of all processes' devices
         self.bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not (cfg.progress and state.info.is_main),
                         dynamic_ncols=True, unit="step")
-        self.t_last, self.tokens_last = time.perf_counter(), state.tokens
+        self.t_last, self.tokens_last, self.flops_last = time.perf_counter(), state.tokens, state.flops
 
     def log(self, state: LoopState, correct: float, n: float) -> None:
         now = time.perf_counter()
-        tok_s = (state.tokens - self.tokens_last) / max(now - self.t_last, 1e-9)
+        seconds = max(now - self.t_last, 1e-9)
+        tok_s = (state.tokens - self.tokens_last) / seconds
+        mfu = (state.flops - self.flops_last) / seconds / self.peak
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{state.loss:.3f}", lr=f"{state.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        self.bar.set_postfix(loss=f"{state.loss:.3f}", lr=f"{state.lr:.2e}", tok_s=f"{tok_s:,.0f}",
+                             mfu=f"{100 * mfu:.1f}%")
         if self.logger and (state.step % self.cfg.log_every == 0 or state.step == self.cfg.max_steps):
             acc = correct / n if n else float("nan")
             self.logger.log(state.step, "train", loss=state.loss, accuracy=acc, perplexity=perplexity(state.loss),
-                            lr=state.lr, tokens_per_s=tok_s)
-            log.debug("step %d loss %.4f lr %.3g tokens/s %.0f", state.step, state.loss, state.lr, tok_s)
-            self.t_last, self.tokens_last = now, state.tokens
+                            lr=state.lr, tokens_per_s=tok_s, mfu=mfu)
+            self.t_last, self.tokens_last, self.flops_last = now, state.tokens, state.flops
 
 
 def _stop_now(state: LoopState, cfg: LoopConfig, deadline: float | None) -> bool:
@@ -296,20 +313,27 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
     info = info or distributed.DistInfo(device=distributed.pick_device(cfg.device))
     callbacks = list(callbacks)
     model.to(info.device)
+    if cfg.parallel == "fsdp" and info.enabled:
+        if optimizer is not None:
+            raise NanobertError("train.parallel = fsdp shards the weights before the loop builds the optimizer; "
+                                "call train() without an optimizer, or use ddp")
+        distributed.wrap(model, info, "fsdp")  # in place: `model` is the sharded model
     if optimizer is None:
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps)
     decay_steps = cfg.decay_steps if cfg.decay_steps is not None else max(1, cfg.max_steps - cfg.warmup_steps)
     autocast = _autocast(cfg.precision, info.device)
+    flops = flop_model(model)
+    peak = peak_flops(info.device, torch.bfloat16 if use_bf16(cfg.precision, info.device) else torch.float32)
     out_dir = Path(out_dir) if out_dir is not None else None
     start_step, tokens, metrics = _resume(resume, out_dir, model, optimizer, batches, callbacks, info)
     logger = MetricsLogger(out_dir, start_step if resume else None, cfg.tensorboard) \
         if out_dir is not None and info.is_main else None
-    train_model = distributed.wrap(model, info)
+    train_model = model if distributed.is_sharded(model) else distributed.wrap(model, info)
     if cfg.compile:
         train_model = torch.compile(train_model)
     state = LoopState(step=start_step, lr=0.0, loss=float("nan"), tokens=tokens, model=model,
                       optimizer=optimizer, info=info, metrics=metrics)
-    progress = _Progress(cfg, state, logger)
+    progress = _Progress(cfg, state, logger, peak)
     deadline = time.monotonic() + 60 * cfg.time_limit_min if cfg.time_limit_min > 0 else None
     model.train()
     try:
@@ -331,13 +355,15 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
             except StopIteration:
                 log.warning("the batch iterator ran out at step %d; stopping", state.step)
                 break
-            sums = _micro_steps(train_model, micro, autocast, info)
+            sums = _micro_steps(train_model, micro, autocast, info, flops)
             # 4. clip; stop on a non-finite loss or gradient
-            step_loss, correct, n, step_tokens = _clip_and_check(model, sums, cfg.grad_clip, state.step, out_dir)
+            step_loss, correct, n, step_tokens, step_flops = _clip_and_check(model, sums, cfg.grad_clip, state.step,
+                                                                             out_dir)
             # 5. optimizer step, zero grads
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step, state.loss, state.tokens = state.step + 1, step_loss, state.tokens + int(step_tokens)
+            state.flops += step_flops
             # 6. log
             progress.log(state, correct, n)
             _call(callbacks, "on_step_end", state)

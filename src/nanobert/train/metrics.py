@@ -8,8 +8,9 @@
 Precision, recall or F1 with a zero denominator count as 0.0 (as scikit-learn's default does).
 
 One `MetricsLogger` per run, on the main process only. Every row is `(step, split, name=value...)`;
-the CSV (`metrics.csv`) has the columns step, split, loss, accuracy, perplexity, lr, tokens_per_s
-and feeds `plots.plot_learning_curves`. On resume the rows written after the checkpoint are dropped
+the CSV (`metrics.csv`) has the columns step, split, loss, accuracy, perplexity, lr, tokens_per_s,
+mfu (model FLOPs utilisation, a fraction of the devices' peak; see train.flops); every train row also
+goes to train.log. The CSV feeds `plots.plot_learning_curves`. On resume the rows written after the checkpoint are dropped
 so a killed-and-resumed run has the same history as an uninterrupted one.
 """
 
@@ -26,7 +27,7 @@ import torch
 
 from nanobert.fileio import write_text
 
-COLUMNS = ["step", "split", "loss", "accuracy", "perplexity", "lr", "tokens_per_s"]
+COLUMNS = ["step", "split", "loss", "accuracy", "perplexity", "lr", "tokens_per_s", "mfu"]
 
 
 def count_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> tuple[int, int]:
@@ -144,6 +145,11 @@ class MetricsLogger:
                 self._tb.add_scalar(f"{split}/{k}", v, step)
         with open(self.csv_path, "a", encoding="utf-8") as f:
             f.write(",".join(row.get(c, "") for c in COLUMNS) + "\n")
+        if split != "train":  # the loop logs validation passes itself
+            return
+        text = " ".join(f"{k} {row[k]}" for k in COLUMNS[2:] if k in row)
+        self._file_handler.handle(logging.makeLogRecord(  # train.log only: the console has the progress bar
+            {"name": __name__, "levelno": logging.INFO, "levelname": "INFO", "msg": f"step {step} {split} {text}"}))
 
     def close(self) -> None:
         logging.getLogger("nanobert").removeHandler(self._file_handler)
