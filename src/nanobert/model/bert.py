@@ -10,7 +10,6 @@ saved by `transformers` and `save_pretrained(dir)` writes one that `transformers
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from torch import nn
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir
 from nanobert.model import checkpoint_io
-from nanobert.model.config import PRESETS, BertConfig  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
+from nanobert.model.config import PRESETS, BertConfig, read_config_json  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
 from nanobert.model.layers import ACTIVATIONS, TransformerLayer, additive_mask, make_norm, sinusoidal_positions, tracing
 
 log = logging.getLogger(__name__)
@@ -126,6 +125,7 @@ class PreTrained(nn.Module):
             raise NanobertError(f"model directory not found: {path}")
         config = BertConfig.from_pretrained(path, **config_overrides)
         check_vocab_file(path, config)
+        checkpoint_io.check_weights_fit(path, config)  # before building: an absurd config.json is refused here
         state_dict = checkpoint_io.read_state_dict(path)
         model = cls(config)
         model.load_report = checkpoint_io.load_state_dict(model, state_dict, expected_missing, source=str(path))
@@ -313,15 +313,9 @@ def load_model(path: str | Path, **kwargs) -> PreTrained:
     """
     if not Path(path).is_dir():
         raise NanobertError(f"model directory not found: {path}")
-    file = Path(path) / "config.json"
-    if not file.is_file():
-        raise NanobertError(f"no config.json in {path}; save the model with save_pretrained first")
-    try:
-        archs = json.loads(file.read_text(encoding="utf-8")).get("architectures")
-    except (OSError, ValueError, AttributeError) as e:
-        raise NanobertError(f"cannot read {file}: {e}") from None
+    archs = read_config_json(path).get("architectures")
     if archs:
-        name = archs[0]
+        name = archs[0] if isinstance(archs, list) else archs
     else:
         keys = checkpoint_io.stored_keys(path)
         name = "BertModel"
