@@ -67,9 +67,10 @@ class Encoder(nn.Module):
         if cfg.pre_layer_norm:  # pre-LN leaves the residual stream un-normalised: normalise it once at the end
             self.final_layer_norm = make_norm(cfg.norm_type, cfg.hidden_size, cfg.layer_norm_eps, cfg.use_bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cls_only: bool = False) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H); cls_only: the last layer runs for position 0 alone -> (B, 1, H)."""
+        for i, layer in enumerate(self.layer):
+            x = layer(x, mask, first_only=cls_only and i == len(self.layer) - 1)
         return self.final_layer_norm(x) if hasattr(self, "final_layer_norm") else x
 
 
@@ -186,9 +187,10 @@ class BertModel(PreTrained):
         self.pooler = Pooler(config) if add_pooling_layer else None
         self.apply(self._init_weights)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, cls_only: bool = False):
+        """cls_only: the last layer computes [CLS] alone (all a pooler needs); last_hidden_state is then (B, 1, H)."""
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        x = self.encoder(x, additive_mask(attention_mask, x.dtype))  # (B, T, H)
+        x = self.encoder(x, additive_mask(attention_mask, x.dtype), cls_only)  # (B, T, H), or (B, 1, H)
         return x, (self.pooler(x) if self.pooler is not None else None)
 
 

@@ -196,13 +196,13 @@ def read_config_json(path: str | Path) -> dict:
     try:
         d = json.loads(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise NanobertError(f"{file} is not UTF-8 text (a binary file?); config.json must be a JSON object") from None
+        raise NanobertError(f"{file} is not UTF-8 text (a binary file?); it must hold a JSON object") from None
     except json.JSONDecodeError as e:
-        raise NanobertError(f"{file} is not valid JSON ({e}); config.json must be a JSON object") from None
+        raise NanobertError(f"{file} is not valid JSON ({e}); it must hold a JSON object") from None
     except OSError as e:
         raise NanobertError(f"cannot read {file}: {e}") from None
     if not isinstance(d, dict):
-        raise NanobertError(f"{file} holds a JSON {type(d).__name__}, not an object; config.json must be a JSON object")
+        raise NanobertError(f"{file} holds a JSON {type(d).__name__}, not an object; it must hold a JSON object")
     return d
 
 
