@@ -1,4 +1,7 @@
-"""`nanobert fill-mask`, `classify`, `embed` and `report`: the inference pipelines from the command line."""
+"""`nanobert fill-mask`, `classify`, `embed` and `report`: the inference pipelines from the command line.
+
+The library is imported inside each command, so that building the parser does not load torch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import gzip
 import json
 import sys
 from pathlib import Path
+
+from nanobert.errors import NanobertError
 
 ORDER = 50
 
@@ -19,8 +24,6 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
     Empty lines and WikiText-style headers (" = Title = ") are skipped. A file that is not UTF-8
     text (another encoding, a binary file) is one clear error naming the file.
     """
-    from nanobert.errors import NanobertError
-
     path = Path(path)
     if not path.is_file():
         raise NanobertError(f"input file not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
@@ -53,15 +56,11 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
 
 def _check_out(out: str | None) -> None:
     """Fail before any work when --out names a directory (the file would be written as a sibling temp, then fail)."""
-    from nanobert.errors import NanobertError
-
     if out and Path(out).is_dir():
         raise NanobertError(f"--out {out} is a directory; give a file name (e.g. {Path(out) / 'out.npy'})")
 
 
 def _texts(args) -> list[str]:
-    from nanobert.errors import NanobertError
-
     if args.input and args.texts:
         raise NanobertError("give texts on the command line or --input FILE, not both")
     if args.input:
