@@ -114,3 +114,27 @@ def test_saved_weights_have_the_mode_of_any_new_file(tmp_path):
     for path in ("new/model.safetensors", "existing/model.safetensors", "gpt/model.safetensors", "plain.safetensors"):
         assert _mode(tmp_path / path) == 0o644, path
     assert _mode(tmp_path / "new/model.safetensors") == _mode(tmp_path / "new/config.json")
+
+
+def test_adapter_files_go_through_the_same_strict_loader(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from nanobert.model.bert import BertForSequenceClassification
+    from nanobert.model.lora import apply_lora, load_adapter, save_adapter
+
+    model = BertForSequenceClassification(BertConfig(**SMALL))
+    apply_lora(model, r=2, targets=["query", "value"])
+    save_adapter(model, tmp_path / "adapter")
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    stored = load_file(weights)
+    assert all(k.startswith(checkpoint_io.PEFT_PREFIX) for k in stored)  # PEFT's names, from PEFT_KEYS
+    assert _mode(weights) == _mode(tmp_path / "adapter" / "adapter_config.json")
+
+    key = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"
+    save_file({**stored, "base_model.model.bert.encoder.layer.0.extra": torch.zeros(1), key: torch.zeros(3, 32)},
+              str(weights))
+    with pytest.raises(NanobertError) as err:
+        load_adapter(BertForSequenceClassification(BertConfig(**SMALL)), tmp_path / "adapter")
+    msg = str(err.value)
+    assert "unexpected: bert.encoder.layer.0.extra (1 key)" in msg
+    assert "bert.encoder.layer.0.attention.self.query.lora_A.weight: file [3, 32] vs model [2, 32]" in msg

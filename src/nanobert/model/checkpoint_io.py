@@ -334,7 +334,7 @@ def load_state_dict(
         else:
             report.loaded.append(key)
     report.missing += [k[strip:] for k in own if k not in source_sd]
-    _raise_on_problems(model, report, expected_missing, source)
+    _raise_on_problems(model, report, expected_missing, source, partial=only is not None)
 
     with torch.no_grad():
         for key in report.loaded:
@@ -347,7 +347,7 @@ def load_state_dict(
     return report
 
 
-def _raise_on_problems(model: nn.Module, report: LoadReport, expected_missing, source: str) -> None:
+def _raise_on_problems(model: nn.Module, report: LoadReport, expected_missing, source: str, partial: bool) -> None:
     unexplained = [k for k in report.missing if not _matches(k, expected_missing)]
     problems = []
     for what, keys in (("missing", unexplained), ("unexpected", report.unexpected)):
@@ -357,11 +357,12 @@ def _raise_on_problems(model: nn.Module, report: LoadReport, expected_missing, s
         shapes = [f"{k}: file {list(a)} vs model {list(b)}" for k, a, b in report.mismatched]
         problems.append(f"shape mismatches: {_listing(shapes, 3)} ({len(shapes)})")
     if problems:
-        hint = (
-            "check that config.json matches the weights"
-            if report.mismatched or report.unexpected
-            else "pass expected_missing=[...] for keys a new head should initialise"
-        )
+        if partial:  # an adapter file
+            hint = "it was saved for another model or another adapter configuration"
+        elif report.mismatched or report.unexpected:
+            hint = "check that config.json matches the weights"
+        else:
+            hint = "pass expected_missing=[...] for keys a new head should initialise"
         raise NanobertError(f"{source} does not fit {type(model).__name__}: {'; '.join(problems)}; {hint}")
 
 

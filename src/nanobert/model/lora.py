@@ -28,10 +28,12 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
 from nanobert.model import checkpoint_io
 from nanobert.model.checkpoint_io import PEFT_PREFIX  # noqa: F401  (PEFT's key prefix, kept importable from here)
+
 _LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
 
 
