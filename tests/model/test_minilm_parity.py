@@ -67,7 +67,7 @@ def test_mean_pooled_embeddings_equal_sentence_transformers(minilm, minilm_dir):
 def test_base_checkpoint_into_classifier_needs_the_new_head_named(minilm_dir):
     from nanobert.errors import NanobertError
 
-    with pytest.raises(NanobertError, match=r"missing 2 keys \(classifier.weight, classifier.bias\)"):
+    with pytest.raises(NanobertError, match=r"missing: classifier.weight, classifier.bias \(2 keys\)"):
         BertForSequenceClassification.from_pretrained(minilm_dir)
     model = BertForSequenceClassification.from_pretrained(minilm_dir, expected_missing=["classifier.*"], num_labels=3)
     assert sorted(model.load_report.missing) == ["classifier.bias", "classifier.weight"]

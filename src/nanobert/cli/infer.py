@@ -1,4 +1,7 @@
-"""`nanobert fill-mask`, `classify`, `embed` and `report`: the inference pipelines from the command line."""
+"""`nanobert fill-mask`, `classify`, `embed` and `report`: the inference pipelines from the command line.
+
+The library is imported inside each command, so that building the parser does not load torch.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +11,56 @@ import json
 import sys
 from pathlib import Path
 
+from nanobert.errors import NanobertError
+
 ORDER = 50
 
 _MODEL_HELP = "a model directory (runs in PyTorch) or an .onnx file from `nanobert export onnx` (runs in ONNX Runtime)"
 
 
 def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
-    """Texts from a file, one per line (.gz read transparently); .tsv: the first column, header skipped.
+    """Texts from a UTF-8 file, one per line (.gz read transparently); .tsv: the first column, header skipped.
 
-    Empty lines and WikiText-style headers (" = Title = ") are skipped.
+    Empty lines and WikiText-style headers (" = Title = ") are skipped. A file that is not UTF-8
+    text (another encoding, a binary file) is one clear error naming the file.
     """
-    from nanobert.errors import NanobertError
-
     path = Path(path)
     if not path.is_file():
-        raise NanobertError(f"input file not found: {path}")
+        raise NanobertError(f"input file not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
     opener = gzip.open if path.suffix == ".gz" else open
     texts = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            line = line.rstrip("\n")
-            if ".tsv" in path.suffixes:
-                if n == 0:
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f):
+                if "\x00" in line:
+                    raise NanobertError(f"{path} looks like a binary file (NUL byte on line {n + 1}); give a UTF-8 text file")
+                line = line.rstrip("\n")
+                if ".tsv" in path.suffixes:
+                    if n == 0:
+                        continue
+                    line = line.split("\t")[0]
+                if not line.strip() or (line.strip().startswith("=") and line.strip().endswith("=")):
                     continue
-                line = line.split("\t")[0]
-            if not line.strip() or (line.strip().startswith("=") and line.strip().endswith("=")):
-                continue
-            texts.append(line.strip())
-            if limit and len(texts) >= limit:
-                break
+                texts.append(line.strip())
+                if limit and len(texts) >= limit:
+                    break
+    except UnicodeDecodeError as e:
+        raise NanobertError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x}: {e.reason}); texts are read as "
+                            "UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)") from None
+    except (OSError, EOFError) as e:  # a corrupt .gz
+        raise NanobertError(f"cannot read {path}: {e}") from None
     if not texts:
         raise NanobertError(f"{path} has no text lines")
     return texts
 
 
-def _texts(args) -> list[str]:
-    from nanobert.errors import NanobertError
+def _check_out(out: str | None) -> None:
+    """Fail before any work when --out names a directory (the file would be written as a sibling temp, then fail)."""
+    if out and Path(out).is_dir():
+        raise NanobertError(f"--out {out} is a directory; give a file name (e.g. {Path(out) / 'out.npy'})")
 
+
+def _texts(args) -> list[str]:
     if args.input and args.texts:
         raise NanobertError("give texts on the command line or --input FILE, not both")
     if args.input:
@@ -60,8 +76,9 @@ def _pipe(cls, args):
 
 
 def _fill_mask(args) -> int:
-    from nanobert.infer.pipelines import FillMaskPipeline
+    from nanobert.infer.pipelines import FillMaskPipeline, check_top_k
 
+    check_top_k(args.top_k)
     texts = _texts(args)
     results = _pipe(FillMaskPipeline, args)(texts, top_k=args.top_k)
     for text, per_mask in zip(texts, results):
@@ -94,6 +111,7 @@ def _embed(args) -> int:
     from nanobert.fileio import atomic_path
     from nanobert.infer.pipelines import EmbedPipeline
 
+    _check_out(args.out)
     texts = _texts(args)
     vectors = _pipe(EmbedPipeline, args)(texts)  # (N, H)
     if args.out:
@@ -108,9 +126,11 @@ def _embed(args) -> int:
 
 
 def _report(args) -> int:
-    from nanobert.infer.pipelines import FillMaskPipeline
+    from nanobert.infer.pipelines import FillMaskPipeline, check_top_k
     from nanobert.infer.report import mask_and_predict, write_report
 
+    _check_out(args.out)
+    check_top_k(args.top_k)
     texts = _texts(args)
     examples = mask_and_predict(_pipe(FillMaskPipeline, args), texts, mask_prob=args.mask_prob, seed=args.seed, top_k=args.top_k)
     accuracy = write_report(args.out, examples, title=args.title or str(args.model))
@@ -144,7 +164,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(p, file_help)
-    p.add_argument("--top-k", type=int, default=5, help="candidates per mask (default 5)")
+    p.add_argument("--top-k", type=int, default=5, help="candidates per mask (default 5; at most 50, and 20 [MASK]s a text)")
     p.add_argument("--json", action="store_true", help="one JSON object per text instead of the readable listing")
     p.set_defaults(func=_fill_mask)
 

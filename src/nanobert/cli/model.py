@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nanobert.errors import NanobertError
+
 ORDER = 25
 
 
@@ -40,7 +42,6 @@ def _info(args) -> int:
 
 
 def _convert(args) -> int:
-    from nanobert.errors import NanobertError
     from nanobert.model.bert import load_model
 
     src, dst = Path(args.src), Path(args.dst)

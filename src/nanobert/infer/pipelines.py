@@ -1,231 +1,49 @@
 """Inference pipelines: fill-mask, classify and embed, on a PyTorch model directory or an .onnx file.
 
-A pipeline is three steps: tokenize the texts, run a *head* (a small module that turns a padded
-batch into exactly the numbers the task needs), and turn those numbers into readable results.
+A pipeline is three steps: tokenize the texts, run a *head* (heads.py: a small module that turns
+a padded batch into exactly the numbers the task needs) through a runner (runners.py: PyTorch or
+ONNX Runtime), and turn those numbers into readable results.
 
     fill = FillMaskPipeline("runs/mlm")                 # a model directory (PyTorch) ...
     fill = FillMaskPipeline("runs/mlm.onnx")            # ... or an exported graph (ONNX Runtime)
     fill("The quick brown fox [MASK] over the lazy dog.", top_k=3)
 
 The heads are the same modules that `export_onnx` traces, so both runtimes compute the same
-function and the results agree to float precision (int8 graphs: to quantization error):
-- `MaskedLMHead`: vocabulary logits only at the [MASK] positions, (M, V) in row-major order of the
-  masks, so a batch of 32 long texts never materialises (32, 128, 30522) logits;
-- `ClassifierHead`: (B, num_labels) logits, with the last layer run for [CLS] only (the one
-  position the classifier reads);
-- `EmbeddingHead`: mean of the last hidden states over real tokens, L2-normalised, (B, H), which
-  is what sentence-transformers computes for all-MiniLM-L6-v2.
-
+function and the results agree to float precision (int8 graphs: to quantization error).
 Texts are sorted by length before batching so that a batch pads to similar lengths; results come
 back in the input order.
+
+Fill-mask requests are bounded: at most `MAX_MASKS_PER_TEXT` [MASK]s in a text and `top_k` at
+most `MAX_TOP_K` (the HTTP server enforces the same numbers), so one request cannot ask for
+thousands of (mask, candidate) pairs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from nanobert.errors import NanobertError
+from nanobert.infer.heads import ClassifierHead, EmbeddingHead, MaskedLMHead, build_head, mean_pool  # noqa: F401
+from nanobert.infer.loading import (  # noqa: F401  (re-exported: nanobert.infer.pipelines.<name> keeps working)
+    TASKS,
+    default_task,
+    input_max_length,
+    load_tokenizer_dir,
+    load_torch_model,
+    sentence_max_length,
+    supported_tasks,
+)
+from nanobert.infer.runners import OrtRunner, TorchRunner, load_runner  # noqa: F401
+from nanobert.model.config import model_max_length
 
 log = logging.getLogger(__name__)
 
-TASKS = ("fill-mask", "classify", "embed")
-
-
-# ---------------------------------------------------------------------------------------------
-# Heads: (input_ids, attention_mask, token_type_ids) -> the numbers a task needs
-# ---------------------------------------------------------------------------------------------
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average `hidden` (B, T, H) over the positions where `attention_mask` (B, T) is 1 -> (B, H).
-
-    Example: hidden [[[1.], [3.], [100.]]], mask [[1, 1, 0]] -> [[2.]] (the padding is ignored).
-    """
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
-
-class EmbeddingHead(nn.Module):
-    """Sentence embeddings: mean pooling over real tokens, then L2 normalisation. Output (B, H)."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder  # a BertModel
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]  # (B, T, H)
-        return nn.functional.normalize(mean_pool(hidden, attention_mask), p=2, dim=1)
-
-
-def last_layer_at_cls(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """A post-LN encoder layer computed for position 0 ([CLS]) only: (B, T, H) -> (B, 1, H).
-
-    Keys and values still come from every token; the query, the attention output and the
-    feed-forward block run for one position instead of T. Same numbers as `layer(x)[:, :1]`.
-    """
-    att, att_out, ff_out = layer.attention.self, layer.attention.output, layer.output
-    B, T, H = x.shape
-    nh, hs = att.num_heads, att.head_dim
-    cls = x[:, :1]  # (B, 1, H)
-    q = att.query(cls).view(B, 1, nh, hs).transpose(1, 2)  # (B, nh, 1, hs)
-    k = att.key(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-    v = att.value(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-    y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, 1, hs)
-    h = att_out(y.transpose(1, 2).reshape(B, 1, H), cls, post_norm=True)  # (B, 1, H)
-    return ff_out(layer.intermediate(h), h, post_norm=True)  # (B, 1, H)
-
-
-class ClassifierHead(nn.Module):
-    """Classification logits (B, num_labels); probabilities are a softmax away.
-
-    The classifier reads only the last layer's [CLS] vector, so that layer runs for [CLS] alone
-    (`last_layer_at_cls`): the same logits for about a seventh less work on a 6-layer model.
-    Pre-LN variants run the model as it is.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model  # a BertForSequenceClassification
-        self.cls_only = not getattr(model.config, "pre_layer_norm", False) and model.bert.pooler is not None
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        from nanobert.model.layers import additive_mask
-
-        if not self.cls_only:
-            return self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
-        bert = self.model.bert
-        x = bert.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        mask = additive_mask(attention_mask, x.dtype)  # (B, 1, 1, T) or None
-        for layer in bert.encoder.layer[:-1]:
-            x = layer(x, mask)  # (B, T, H)
-        x = last_layer_at_cls(bert.encoder.layer[-1], x, mask)  # (B, 1, H)
-        return self.model.classifier(self.model.dropout(bert.pooler(x)))  # (B, num_labels)
-
-
-class MaskedLMHead(nn.Module):
-    """Vocabulary logits at the [MASK] positions only: (M, V), masks in row-major (batch, position) order.
-
-    It passes the masked positions as `labels` so that the model's sparse prediction computes the
-    vocabulary projection for those M rows alone (the loss that comes with it is dropped).
-    """
-
-    def __init__(self, model: nn.Module, mask_token_id: int):
-        super().__init__()
-        self.model = model  # a BertForMaskedLM
-        self.mask_token_id = mask_token_id
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        labels = torch.where(input_ids == self.mask_token_id, input_ids, torch.full_like(input_ids, -100))
-        return self.model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, labels=labels)[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading a model directory or an .onnx file
-# ---------------------------------------------------------------------------------------------
-
-
-def default_task(config: dict) -> str:
-    """The task a checkpoint was made for, from config.json's "architectures"."""
-    arch = " ".join(config.get("architectures") or [])
-    if "MaskedLM" in arch or "PreTraining" in arch:
-        return "fill-mask"
-    if "SequenceClassification" in arch:
-        return "classify"
-    return "embed"
-
-
-def supported_tasks(config: dict) -> tuple[str, ...]:
-    """Tasks a PyTorch checkpoint can serve: its own, plus sentence embeddings from its encoder."""
-    task = default_task(config)
-    return (task,) if task == "embed" else (task, "embed")
-
-
-def load_tokenizer_dir(model_dir: Path):
-    """The tokenizer saved beside a checkpoint (vocab.txt [+ tokenizer_config.json])."""
-    from nanobert.tokenizers import wordpiece
-
-    if not (model_dir / "vocab.txt").is_file():
-        raise NanobertError(f"{model_dir} has no vocab.txt: save the model with its tokenizer (save_pretrained(dir, tokenizer=tok))")
-    return wordpiece.WordPieceTokenizer.load(model_dir)
-
-
-def load_torch_model(model_dir: str | Path, task: str | None = None) -> tuple[nn.Module, dict, str]:
-    """Load a checkpoint directory for `task` (default: the one in config.json) -> (model, config dict, task)."""
-    from nanobert.model import bert
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise NanobertError(f"{model_dir} is not a model directory (no config.json); pass a saved checkpoint or an .onnx file")
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    task = task or default_task(config)
-    if task not in supported_tasks(config):
-        raise NanobertError(
-            f"{model_dir} is a {default_task(config)} model ({', '.join(config.get('architectures') or ['BertModel'])}); "
-            f"it cannot do {task}. Tasks it can do: {', '.join(supported_tasks(config))}"
-        )
-    return bert.load_model(model_dir).eval(), config, task  # the class config.json's "architectures" names
-
-
-def build_head(model: nn.Module, task: str, mask_token_id: int) -> nn.Module:
-    """The head module for `task` around a loaded model (see the module docstring)."""
-    if task == "fill-mask":
-        return MaskedLMHead(model, mask_token_id).eval()
-    if task == "classify":
-        return ClassifierHead(model).eval()
-    return EmbeddingHead(getattr(model, "bert", model)).eval()
-
-
-class TorchRunner:
-    """Runs a head in PyTorch: numpy int64 arrays in, a float32 numpy array out."""
-
-    def __init__(self, head: nn.Module):
-        self.head = head
-        self.name = "pytorch"
-
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = self.head(torch.from_numpy(input_ids), torch.from_numpy(attention_mask), torch.from_numpy(token_type_ids))
-        return out.float().numpy()
-
-
-def sentence_max_length(model_dir: Path, config: dict) -> int:
-    """Longest input in tokens: sentence-transformers' max_seq_length when the checkpoint has one, else the positions."""
-    st = model_dir / "sentence_bert_config.json"
-    if st.is_file():
-        return int(json.loads(st.read_text(encoding="utf-8")).get("max_seq_length", 512))
-    return int(config.get("max_position_embeddings", 512))
-
-
-def load_runner(model: str | Path, task: str | None = None, *, providers: Sequence[str] | None = None, threads: int | None = None):
-    """Open a model directory (PyTorch) or an .onnx file (ONNX Runtime) -> (runner, tokenizer, config, task, max_length)."""
-    path = Path(model)
-    if path.suffix == ".onnx":
-        from nanobert.infer.onnx import OrtRunner
-
-        runner = OrtRunner(path, providers=providers, threads=threads)
-        if task is not None and task != runner.task:
-            raise NanobertError(f"{path} was exported for {runner.task}, not {task}; export the model again with --task {task}")
-        return runner, runner.tokenizer(), runner.config, runner.task, runner.max_length
-    if not path.exists():
-        raise NanobertError(f"model not found: {path} (pass a model directory or an .onnx file)")
-    if threads:
-        torch.set_num_threads(threads)
-    net, config, task = load_torch_model(path, task)
-    tokenizer = load_tokenizer_dir(path)
-    max_length = sentence_max_length(path, config) if task == "embed" else int(config.get("max_position_embeddings", 512))
-    return TorchRunner(build_head(net, task, tokenizer.mask_token_id)), tokenizer, config, task, max_length
-
-
-# ---------------------------------------------------------------------------------------------
-# Pipelines
-# ---------------------------------------------------------------------------------------------
+MAX_MASKS_PER_TEXT = 20  # [MASK] tokens in one fill-mask text; each costs a vocabulary-wide row of logits
+MAX_TOP_K = 50  # candidates per [MASK]; with 20 masks, at most 1,000 candidate sequences to decode per text
 
 
 def _as_list(inputs) -> tuple[list[str], bool]:
@@ -270,7 +88,7 @@ class Pipeline:
         if batch_size < 1:
             raise NanobertError(f"batch_size must be at least 1, got {batch_size}")
         self.runner, self.tokenizer, self.config, self.batch_size = runner, tokenizer, config, batch_size
-        self.max_length = min(max_length, int(config.get("max_position_embeddings", 512)))
+        self.max_length = min(max_length, model_max_length(config))
 
     @property
     def backend(self) -> str:
@@ -357,6 +175,12 @@ class ClassifyPipeline(Pipeline):
         return results[0] if single else results
 
 
+def check_top_k(top_k: int) -> None:
+    """Fail unless 1 <= top_k <= MAX_TOP_K."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise NanobertError(f"top_k must be an integer from 1 to {MAX_TOP_K} (MAX_TOP_K), got {top_k!r}")
+
+
 class FillMaskPipeline(Pipeline):
     """Top-k predictions for every [MASK] of every text, with whole-word display.
 
@@ -369,22 +193,25 @@ class FillMaskPipeline(Pipeline):
     task = "fill-mask"
 
     def check(self, texts: Sequence[str]) -> list[list[int]]:
-        """Tokenize and check that every text has a [MASK] and fits the model; returns the ids."""
+        """Tokenize and check that every text has 1 to MAX_MASKS_PER_TEXT [MASK]s and fits the model; returns the ids."""
         ids = self.encode(list(texts), truncate=False)
         for i, seq in enumerate(ids):
-            if self.tokenizer.mask_token_id not in seq:
+            masks = seq.count(self.tokenizer.mask_token_id)
+            if not masks:
                 raise NanobertError(f"text {i} has no [MASK] token: write [MASK] where the model should fill in a word")
+            if masks > MAX_MASKS_PER_TEXT:
+                raise NanobertError(f"text {i} has {masks} [MASK] tokens; at most {MAX_MASKS_PER_TEXT} per text "
+                                    "(MAX_MASKS_PER_TEXT): split it into several texts")
         return ids
 
     def __call__(self, inputs: str | Sequence[str], top_k: int = 5):
         texts, single = _as_list(inputs)
-        if top_k < 1:
-            raise NanobertError(f"top_k must be at least 1, got {top_k}")
         results = self.predict_ids(self.check(texts), top_k)
         return results[0] if single else results
 
     def predict_ids(self, ids: list[list[int]], top_k: int = 5) -> list[list[list[dict]]]:
         """Fill-mask on token ids (each with [CLS]/[SEP] and at least one [MASK]); see the class docstring."""
+        check_top_k(top_k)
         top_k = min(top_k, int(self.config["vocab_size"]))
         results = []
         for seq, logits in zip(ids, self.run_ids(ids)):
@@ -443,7 +270,7 @@ def load_pipelines(model: str | Path, tasks: Sequence[str] | None = None, **kwar
         found = {}
         for t in supported_tasks(config):
             head = runner.head if t == task else build_head(net, t, tokenizer.mask_token_id)
-            max_length = sentence_max_length(path, config) if t == "embed" else int(config.get("max_position_embeddings", 512))
+            max_length = input_max_length(path, config, t)
             found[t] = PIPELINES[t].from_runner(TorchRunner(head), tokenizer, config, max_length, batch_size)
     if tasks:
         missing = [t for t in tasks if t not in found]

@@ -10,7 +10,6 @@ saved by `transformers` and `save_pretrained(dir)` writes one that `transformers
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from torch import nn
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir
 from nanobert.model import checkpoint_io
-from nanobert.model.config import PRESETS, BertConfig  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
+from nanobert.model.config import PRESETS, BertConfig, read_config_json  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
 from nanobert.model.layers import ACTIVATIONS, TransformerLayer, additive_mask, make_norm, sinusoidal_positions, tracing
 
 log = logging.getLogger(__name__)
@@ -68,9 +67,10 @@ class Encoder(nn.Module):
         if cfg.pre_layer_norm:  # pre-LN leaves the residual stream un-normalised: normalise it once at the end
             self.final_layer_norm = make_norm(cfg.norm_type, cfg.hidden_size, cfg.layer_norm_eps, cfg.use_bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cls_only: bool = False) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H); cls_only: the last layer runs for position 0 alone -> (B, 1, H)."""
+        for i, layer in enumerate(self.layer):
+            x = layer(x, mask, first_only=cls_only and i == len(self.layer) - 1)
         return self.final_layer_norm(x) if hasattr(self, "final_layer_norm") else x
 
 
@@ -126,6 +126,7 @@ class PreTrained(nn.Module):
             raise NanobertError(f"model directory not found: {path}")
         config = BertConfig.from_pretrained(path, **config_overrides)
         check_vocab_file(path, config)
+        checkpoint_io.check_weights_fit(path, config)  # before building: an absurd config.json is refused here
         state_dict = checkpoint_io.read_state_dict(path)
         model = cls(config)
         model.load_report = checkpoint_io.load_state_dict(model, state_dict, expected_missing, source=str(path))
@@ -186,9 +187,10 @@ class BertModel(PreTrained):
         self.pooler = Pooler(config) if add_pooling_layer else None
         self.apply(self._init_weights)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, cls_only: bool = False):
+        """cls_only: the last layer computes [CLS] alone (all a pooler needs); last_hidden_state is then (B, 1, H)."""
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        x = self.encoder(x, additive_mask(attention_mask, x.dtype))  # (B, T, H)
+        x = self.encoder(x, additive_mask(attention_mask, x.dtype), cls_only)  # (B, T, H), or (B, 1, H)
         return x, (self.pooler(x) if self.pooler is not None else None)
 
 
@@ -313,15 +315,9 @@ def load_model(path: str | Path, **kwargs) -> PreTrained:
     """
     if not Path(path).is_dir():
         raise NanobertError(f"model directory not found: {path}")
-    file = Path(path) / "config.json"
-    if not file.is_file():
-        raise NanobertError(f"no config.json in {path}; save the model with save_pretrained first")
-    try:
-        archs = json.loads(file.read_text(encoding="utf-8")).get("architectures")
-    except (OSError, ValueError, AttributeError) as e:
-        raise NanobertError(f"cannot read {file}: {e}") from None
+    archs = read_config_json(path).get("architectures")
     if archs:
-        name = archs[0]
+        name = archs[0] if isinstance(archs, list) else archs
     else:
         keys = checkpoint_io.stored_keys(path)
         name = "BertModel"

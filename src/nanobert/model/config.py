@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,13 +165,7 @@ class BertConfig:
         file = path / "config.json" if path.is_dir() else path
         if not file.is_file():
             raise NanobertError(f"no config.json in {path}; save the model with save_pretrained first")
-        try:
-            d = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise NanobertError(f"{file} is not valid JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise NanobertError(f"{file} must hold a JSON object")
-        cfg = cls.from_dict(d, strict=False)
+        cfg = cls.from_dict(read_config_json(file), strict=False)
         if overrides:
             merged = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
             names = set(merged)
@@ -186,3 +181,111 @@ class BertConfig:
     def save_pretrained(self, path: str | Path, architectures: list[str] | None = None) -> None:
         """Write `path/config.json` atomically."""
         write_json(Path(path) / "config.json", self.to_dict(architectures))
+
+
+def read_config_json(path: str | Path) -> dict:
+    """The JSON object in a config.json file (or `path/config.json`); one clear error for anything else.
+
+    A missing file, bytes that are not UTF-8, text that is not JSON and JSON that is not an object
+    (a list, a number) each give a NanobertError naming the file.
+    """
+    path = Path(path)
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise NanobertError(f"no config.json in {path}; save the model with save_pretrained first")
+    try:
+        d = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise NanobertError(f"{file} is not UTF-8 text (a binary file?); it must hold a JSON object") from None
+    except json.JSONDecodeError as e:
+        raise NanobertError(f"{file} is not valid JSON ({e}); it must hold a JSON object") from None
+    except OSError as e:
+        raise NanobertError(f"cannot read {file}: {e}") from None
+    if not isinstance(d, dict):
+        raise NanobertError(f"{file} holds a JSON {type(d).__name__}, not an object; it must hold a JSON object")
+    return d
+
+
+def _field(config, name: str, default):
+    return config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
+
+
+def model_max_length(config) -> int:
+    """The longest input in tokens a model takes: its position count.
+
+    `config` is a BertConfig, a GPTConfig or a config.json dict; a dict without the key means BERT's 512.
+    Examples: {"max_position_embeddings": 128} -> 128; {} -> 512; GPTConfig(n_positions=256) -> 256.
+    """
+    if isinstance(config, dict):
+        value = config.get("max_position_embeddings", config.get("n_positions", 512))
+    else:
+        value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NanobertError(f"max_position_embeddings must be an integer, got {value!r}") from None
+
+
+def _int_fields(config, fields: dict[str, int]) -> dict[str, int]:
+    out = {}
+    for name, default in fields.items():
+        value = _field(config, name, default)
+        if value is None:
+            value = default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+            raise NanobertError(f"config {name} must be a non-negative integer, got {value!r}")
+        out[name] = int(value)
+    return out
+
+
+def estimate_encoder_parameters(config) -> int:
+    """Parameters of the encoder a config describes, counted in closed form without building anything.
+
+    BERT (a BertConfig or its config.json dict): embeddings + layers + final norm, without a pooler or
+    task head (those a checkpoint may lack); GPT (n_embd/n_layer keys): the whole model, tied head once.
+    Python ints, so an absurd config gives an absurd number rather than an allocation.
+    Example: BertConfig.from_preset("mini", vocab_size=30522) -> 4,369,408 (4.39M with the 16,512-parameter pooler).
+    """
+    if _field(config, "n_embd", None) is not None:
+        g = _int_fields(config, {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12})
+        C, inner = g["n_embd"], _field(config, "n_inner", None) or 4 * g["n_embd"]
+        block = 4 * C + (3 * C * C + 3 * C) + (C * C + C) + (C * inner + inner) + (inner * C + C)  # 2 LN, attn, MLP
+        return (g["vocab_size"] + g["n_positions"]) * C + g["n_layer"] * block + 2 * C
+    b = _int_fields(config, {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+                             "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2})
+    H, inter = b["hidden_size"], b["intermediate_size"]
+    bias = 1 if _field(config, "use_bias", True) else 0
+    norm = H * (1 + bias) if _field(config, "norm_type", "layernorm") == "layernorm" else H
+    positions = b["max_position_embeddings"] if _field(config, "position_embedding_type", "absolute") == "absolute" else 0
+    embeddings = (b["vocab_size"] + positions + b["type_vocab_size"]) * H + norm
+    layer = 4 * (H * H + bias * H) + (H * inter + bias * inter) + (inter * H + bias * H) + 2 * norm
+    final = norm if _field(config, "pre_layer_norm", False) else 0
+    return embeddings + b["num_hidden_layers"] * layer + final
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process could still allocate (MemAvailable on Linux, else physical memory), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(config, source: str = "config.json", bytes_per_parameter: int = 4) -> int:
+    """Refuse a config whose float32 parameters alone would not fit in the memory available; returns the count."""
+    n = estimate_encoder_parameters(config)
+    need = n * bytes_per_parameter
+    free = available_memory_bytes()
+    if free is not None and need > free:
+        raise NanobertError(
+            f"{source} describes a model of {n:,} parameters ({need / 2**30:,.1f} GiB in float32), more than the "
+            f"{free / 2**30:,.1f} GiB of memory available; check its sizes (num_hidden_layers, hidden_size, vocab_size, ...)"
+        )
+    return n

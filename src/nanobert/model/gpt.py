@@ -4,8 +4,8 @@ Reads top to bottom: `GPTConfig → BigramLanguageModel → KVCache → CausalSe
 Block → GPT`. Parameter names mirror Hugging Face's `GPT2LMHeadModel` exactly, so a checkpoint
 saved by either loads in the other; the only difference in layout is that GPT-2 stores its
 projections as `Conv1D` (in_features, out_features) while we use `nn.Linear`
-(out_features, in_features): `_CONV1D_WEIGHTS` lists the four weights transposed on the way in
-and out.
+(out_features, in_features): `checkpoint_io.GPT2_KEYS` lists the four weights transposed on the way
+in and out.
 
     model = GPT(GPTConfig(vocab_size=65, n_positions=256, n_embd=384, n_layer=6, n_head=6))
     logits, loss = model(input_ids, labels)     # (B, T) token ids; labels[t] = the token after input_ids[t]
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir, write_json
+from nanobert.model import checkpoint_io
 
 
 @dataclass
@@ -205,12 +205,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-# GPT-2 keeps these four projections as Conv1D, weight (in_features, out_features): transposed on load/save.
-_CONV1D_WEIGHTS = re.compile(r"transformer\.h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
-# Old GPT-2 checkpoints also store the causal mask as buffers; they carry no learned values.
-_IGNORED_KEYS = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
-
-
 class GPT(nn.Module):
     """A GPT-2 decoder: token + position embeddings, `n_layer` pre-LN blocks, final LayerNorm, tied LM head."""
 
@@ -297,61 +291,31 @@ class GPT(nn.Module):
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """Our weights under GPT-2's names and layouts (Conv1D transposed), without the tied lm_head."""
-        out = {}
-        for name, t in self.state_dict().items():
-            if name == "lm_head.weight":
-                continue  # tied to transformer.wte.weight; transformers re-ties it on load
-            out[name] = (t.t() if _CONV1D_WEIGHTS.search(name) else t).contiguous()
-        return out
+        return checkpoint_io.file_state_dict(self, checkpoint_io.GPT2_KEYS)
 
-    def load_hf_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Load GPT-2-named tensors strictly: any missing, unexpected or mis-shaped key is an error."""
-        own = self.state_dict()
-        mapped = {}
-        for name, t in tensors.items():
-            if not name.startswith(("transformer.", "lm_head.")):
-                name = "transformer." + name  # checkpoints saved from GPT2Model have no prefix
-            if _IGNORED_KEYS.search(name):
-                continue
-            mapped[name] = t.t() if _CONV1D_WEIGHTS.search(name) else t
-        mapped.setdefault("lm_head.weight", mapped.get("transformer.wte.weight"))
-        missing = sorted(k for k in own if mapped.get(k) is None)
-        unexpected = sorted(k for k in mapped if k not in own)
-        shapes = sorted(f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}"
-                        for k in own if mapped.get(k) is not None and mapped[k].shape != own[k].shape)
-        if missing or unexpected or shapes:
-            raise NanobertError("checkpoint does not fit GPT: " + "; ".join(
-                f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys))
-        if not torch.equal(mapped["lm_head.weight"], mapped["transformer.wte.weight"]):
-            raise NanobertError("checkpoint has an lm_head.weight different from transformer.wte.weight; "
-                                "only tied embeddings are supported")
-        with torch.no_grad():
-            for k, p in own.items():
-                p.copy_(mapped[k])
+    def load_hf_state_dict(self, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> checkpoint_io.LoadReport:
+        """Load GPT-2-named tensors strictly (checkpoint_io.GPT2_KEYS): any missing, unexpected or mis-shaped key is an error."""
+        return checkpoint_io.load_state_dict(self, tensors, source=source, keys=checkpoint_io.GPT2_KEYS)
 
     def save_pretrained(self, model_dir: str | Path, tokenizer=None) -> None:
         """Write config.json + model.safetensors (+ the tokenizer's files), all at once or not at all."""
-        from safetensors.torch import save_file
-
         with atomic_dir(model_dir) as tmp:
             write_json(tmp / "config.json", self.config.to_dict())
-            save_file(self.hf_state_dict(), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            checkpoint_io.save_safetensors(self.hf_state_dict(), tmp / "model.safetensors")
             if tokenizer is not None:
                 tokenizer.save(tmp)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, **config_overrides) -> "GPT":
         """Build from a directory written by `save_pretrained` or by transformers' GPT2LMHeadModel."""
-        from safetensors.torch import load_file
-
         config = GPTConfig.from_pretrained(model_dir)
         config = dataclasses.replace(config, **config_overrides)
         path = Path(model_dir) / "model.safetensors"
         if not path.is_file():
             raise NanobertError(f"no model.safetensors in {model_dir}")
+        checkpoint_io.check_weights_fit(path, config, checkpoint_io.GPT2_KEYS, source=str(model_dir))
         model = cls(config)
-        model.load_hf_state_dict(load_file(str(path)))
+        model.load_hf_state_dict(checkpoint_io.read_state_dict(path), source=str(model_dir))
         return model
 
 

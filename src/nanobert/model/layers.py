@@ -13,6 +13,7 @@ Attention goes through `F.scaled_dot_product_attention`. Query, key and value st
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -81,7 +82,15 @@ def additive_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention: (B, T, H) -> (B, T, H) context, before the output projection."""
+    """Multi-head self-attention: (B, T, H) -> (B, T, H) context, before the output projection.
+
+    Two options of the layer, for inference:
+    - `forward(..., first_only=True)`: queries at position 0 ([CLS]) alone, (B, 1, H); keys and
+      values still come from every position. What a classifier reading [CLS] needs of the last layer.
+    - `export_friendly = True` (see `export_friendly_attention`): the attention is written out op by
+      op (matmul, softmax, matmul; the same numbers as SDPA) with three separate projections, the
+      pattern ONNX Runtime's graph optimizer recognises and fuses into one Attention operator.
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float, bias: bool = True):
         super().__init__()
@@ -90,11 +99,18 @@ class SelfAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.dropout = dropout
+        self.export_friendly = False
         self.query = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.key = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.value = nn.Linear(hidden_size, hidden_size, bias=bias)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False, first_only: bool = False
+    ) -> torch.Tensor:
+        if first_only and is_causal:
+            raise ValueError("first_only is for encoders; under a causal mask position 0 sees only itself")
+        if first_only or (self.export_friendly and not is_causal):
+            return self._separate_projections(x, mask, first_only)
         B, T, H = x.shape
         if all(type(m) is nn.Linear for m in (self.query, self.key, self.value)):
             # One GEMM for q, k and v: the three weights stacked as (3H, H). Same numbers as three Linears.
@@ -108,6 +124,44 @@ class SelfAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)  # (B, nh, T, hs)
         return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+
+    def _separate_projections(self, x, mask, first_only: bool) -> torch.Tensor:
+        """The two options above: q, k, v from three projections; (B, T, H) -> (B, Tq, H), Tq = 1 if first_only."""
+        B, T, H = x.shape
+        Tq = 1 if first_only else T
+
+        def heads(t: torch.Tensor, n: int) -> torch.Tensor:
+            return t.view(B, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, n, H) -> (B, nh, n, hs)
+
+        q = heads(self.query(x[:, :1] if first_only else x), Tq)  # (B, nh, Tq, hs)
+        k, v = heads(self.key(x), T), heads(self.value(x), T)  # (B, nh, T, hs)
+        p = self.dropout if self.training else 0.0
+        if self.export_friendly:
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # (B, nh, Tq, T)
+            if mask is not None:
+                scores = scores + mask  # (B, 1, 1, T) additive padding mask
+            probs = scores.softmax(dim=-1)
+            y = torch.matmul(F.dropout(probs, p) if p else probs, v)  # (B, nh, Tq, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, Tq, hs)
+        return y.transpose(1, 2).reshape(B, Tq, H)  # (B, Tq, H)
+
+
+@contextlib.contextmanager
+def export_friendly_attention(module: nn.Module):
+    """Inside the block every SelfAttention of `module` runs its export-friendly form; the old settings come back after.
+
+    Example: `with export_friendly_attention(head): torch.onnx.export(head, ...)`.
+    """
+    layers = [m for m in module.modules() if isinstance(m, SelfAttention)]
+    before = [m.export_friendly for m in layers]
+    for m in layers:
+        m.export_friendly = True
+    try:
+        yield module
+    finally:
+        for m, flag in zip(layers, before):
+            m.export_friendly = flag
 
 
 class ResidualOutput(nn.Module):
@@ -172,10 +226,13 @@ class TransformerLayer(nn.Module):
             cfg.intermediate_size, H, cfg.hidden_dropout_prob, make_norm(cfg.norm_type, H, eps, bias), bias
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H); first_only: the layer's output at position 0 alone, (B, 1, H), for a
+        fraction of the work (keys and values still read every position; the same numbers as `[:, :1]`)."""
         att_out, ff_out = self.attention.output, self.output
+        residual = x[:, :1] if first_only else x  # (B, Tq, H)
         if self.pre_ln:
-            h = att_out(self.attention.self(att_out.LayerNorm(x), mask), x, post_norm=False)
+            h = att_out(self.attention.self(att_out.LayerNorm(x), mask, first_only=first_only), residual, post_norm=False)
             return ff_out(self.intermediate(ff_out.LayerNorm(h)), h, post_norm=False)
-        h = att_out(self.attention.self(x, mask), x, post_norm=True)
+        h = att_out(self.attention.self(x, mask, first_only=first_only), residual, post_norm=True)
         return ff_out(self.intermediate(h), h, post_norm=True)

@@ -29,12 +29,12 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from nanobert.errors import NanobertError
-from nanobert.fileio import atomic_path, write_json
+from nanobert.fileio import write_json
+from nanobert.model import checkpoint_io
+from nanobert.model.checkpoint_io import PEFT_PREFIX  # noqa: F401  (PEFT's key prefix, kept importable from here)
 
-PEFT_PREFIX = "base_model.model."  # PEFT stores every key under the wrapped model's name
 _LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
 
 
@@ -234,13 +234,19 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def _adapter_state(model: nn.Module, cfg: LoRAConfig) -> dict[str, torch.Tensor]:
-    state = {}
-    for name, tensor in model.state_dict().items():
+def _adapter_keys(model: nn.Module, cfg: LoRAConfig) -> set[str]:
+    """The state-dict keys an adapter file holds: every lora_A/lora_B and the modules_to_save."""
+    keys = set()
+    for name in model.state_dict():
         in_saved = any(name.startswith(m + ".") or f".{m}." in f".{name}" for m in cfg.modules_to_save)
         if ".lora_A." in name or ".lora_B." in name or in_saved:
-            state[PEFT_PREFIX + name] = tensor.detach().contiguous().clone()
-    return state
+            keys.add(name)
+    return keys
+
+
+def _adapter_state(model: nn.Module, cfg: LoRAConfig) -> dict[str, torch.Tensor]:
+    """The adapter's tensors under PEFT's names (checkpoint_io.PEFT_KEYS: "base_model.model." + our key)."""
+    return checkpoint_io.file_state_dict(model, checkpoint_io.PEFT_KEYS, only=_adapter_keys(model, cfg))
 
 
 def save_adapter(model: nn.Module, directory: str | Path, base_model_name_or_path: str | None = None) -> None:
@@ -272,8 +278,7 @@ def save_adapter(model: nn.Module, directory: str | Path, base_model_name_or_pat
         "alpha_pattern": {},
         "inference_mode": True,
     }
-    with atomic_path(directory / "adapter_model.safetensors") as tmp:
-        save_file(_adapter_state(model, cfg), str(tmp), metadata={"format": "pt"})
+    checkpoint_io.save_safetensors(_adapter_state(model, cfg), directory / "adapter_model.safetensors")
     write_json(directory / "adapter_config.json", peft_config)
 
 
@@ -296,14 +301,6 @@ def load_adapter(model: nn.Module, directory: str | Path) -> LoRAConfig:
     cfg = apply_lora(model, LoRAConfig(r=int(pc["r"]), alpha=float(pc["lora_alpha"]), targets=targets, layers=layers,
                                        dropout=float(pc.get("lora_dropout", 0.0)),
                                        modules_to_save=pc.get("modules_to_save") or []))
-    state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v for k, v in load_file(str(weights_path)).items()}
-    expected = {k[len(PEFT_PREFIX):] for k in _adapter_state(model, cfg)}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise NanobertError(f"{weights_path} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    own = model.state_dict()
-    for k, v in state.items():
-        if own[k].shape != v.shape:
-            raise NanobertError(f"{weights_path}: {k} has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)}")
-    model.load_state_dict(state, strict=False)
+    checkpoint_io.load_state_dict(model, checkpoint_io.read_state_dict(weights_path), source=str(weights_path),
+                                  keys=checkpoint_io.PEFT_KEYS, only=_adapter_keys(model, cfg))
     return cfg
