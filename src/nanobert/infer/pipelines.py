@@ -28,6 +28,7 @@ import numpy as np
 
 from nanobert.errors import NanobertError
 from nanobert.infer.heads import ClassifierHead, EmbeddingHead, MaskedLMHead, build_head, mean_pool  # noqa: F401
+from nanobert.infer.limits import MAX_MASKS_PER_TEXT, MAX_TOP_K  # noqa: F401  (importable from here too)
 from nanobert.infer.loading import (  # noqa: F401  (re-exported: nanobert.infer.pipelines.<name> keeps working)
     TASKS,
     default_task,
@@ -42,8 +43,6 @@ from nanobert.model.config import model_max_length
 
 log = logging.getLogger(__name__)
 
-MAX_MASKS_PER_TEXT = 20  # [MASK] tokens in one fill-mask text; each costs a vocabulary-wide row of logits
-MAX_TOP_K = 50  # candidates per [MASK]; with 20 masks, at most 1,000 candidate sequences to decode per text
 
 
 def _as_list(inputs) -> tuple[list[str], bool]:

@@ -33,13 +33,10 @@ from pathlib import Path
 from typing import Callable, Union
 
 from nanobert.errors import NanobertError
+from nanobert.infer.limits import MAX_MASKS_PER_TEXT, MAX_TOP_K
 
 log = logging.getLogger(__name__)
 
-# The same two limits bound the fill-mask CLI; they belong in nanobert.infer.pipelines and are
-# repeated here until the server can import them from there.
-MAX_MASKS_PER_TEXT = 20
-MAX_TOP_K = 50
 
 
 @dataclass
