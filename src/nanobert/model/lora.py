@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nanobert.config import check_fields
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
 from nanobert.model import checkpoint_io
@@ -129,8 +130,6 @@ class LoRAConfig:
     # B starts at zero and sets the update's size, so a larger step there gets it going sooner; LoRA+ uses 16
 
     def __post_init__(self):
-        from nanobert.config import check_fields
-
         check_fields(self, {"r": ">= 0", "alpha": "> 0", "dropout": "[0, 1)", "plus_ratio": "> 0"}, prefix="lora.")
 
     def lr_scales(self) -> dict[str, float] | None:
