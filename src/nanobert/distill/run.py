@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Fine-tuning's data, model and reporting helpers: reading, label maps, encoding, saving.
 from nanobert.config import to_dict
 from nanobert.data.tables import LabelMap, LabelledData
 from nanobert.distill.data import DistillBatches, encode_texts, join, read_texts, teacher_logits
@@ -35,8 +34,10 @@ from nanobert.distill.student import (DistillLossConfig, DistillModel, build_stu
                                       same_tokenizer)
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
+from nanobert.model.config import BertConfig
 from nanobert.model.tabular import TABULAR_FILE
 from nanobert.tasks.classification_report import format_report
+# Fine-tuning's helpers (reading, encoding, batching, prediction, loading, its settings file)
 from nanobert.tasks.finetune import (SETTINGS_FILE, FinetuneConfig, collate, encode_split, evaluate_logits,
                                      load_classifier, predict_logits, read_split)
 from nanobert.train.loop import LoopConfig, train
@@ -89,10 +90,10 @@ def load_teacher(teacher_dir):
     teacher_dir = Path(teacher_dir)
     if (teacher_dir / TABULAR_FILE).is_file():
         raise NanobertError(f"{teacher_dir} is a text + tabular classifier; distillation takes text classifiers only")
-    teacher, tokenizer, ft_cfg = load_classifier(teacher_dir)
-    if teacher.config.id2label is None:
+    if BertConfig.from_pretrained(teacher_dir).id2label is None:
         raise NanobertError(f"{teacher_dir}/config.json has no id2label: the teacher must be a fine-tuned classifier "
                             "(a directory written by 'nanobert finetune')")
+    teacher, tokenizer, ft_cfg = load_classifier(teacher_dir)
     return teacher.eval(), tokenizer, LabelMap.from_config(teacher.config.id2label), ft_cfg
 
 
