@@ -74,6 +74,7 @@ class DistillConfig:
     seed: int = 0
     eval_batch_size: int = 128
     threads: int | None = None  # torch CPU threads; None: torch's default
+    device: str = "auto"  # where the student trains (the teacher labels the rows on the CPU, once)
     progress: bool = True
 
 
@@ -164,7 +165,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
                       schedule="linear", weight_decay=cfg.weight_decay, beta2=0.999, eps=1e-8,
                       grad_clip=cfg.max_grad_norm, eval_every=per_epoch,
                       checkpoint_every=cfg.checkpoint_every or per_epoch, log_every=max(1, min(50, per_epoch)),
-                      precision="fp32", device="cpu", progress=cfg.progress, tensorboard=False)
+                      precision="fp32", device=cfg.device, progress=cfg.progress, tensorboard=False)
     params = (sum(p.numel() for p in student.parameters()), sum(p.numel() for p in teacher.parameters()))
     log.info("student %s: %s parameters (teacher %s, %.1f%%); %d steps", cfg.student, f"{params[0]:,}",
              f"{params[1]:,}", 100 * params[0] / params[1], steps)
@@ -173,7 +174,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
                   callbacks=callbacks, run_config={"distill": to_dict(cfg)})
     seconds = time.perf_counter() - t1
 
-    student.eval()
+    student.cpu().eval()
     final = evaluate_logits(predict_logits(student, val, s_tok.pad_token_id, cfg.eval_batch_size), val.labels,
                             labels.names)
     report = {"split": "validation", **final, "teacher_accuracy": teacher_val["accuracy"],
