@@ -184,15 +184,21 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
               "unlabeled_examples": len(t_rows) - len(train_data), "student": cfg.student,
               "options": {"temperature": cfg.loss.temperature, "alpha": cfg.loss.alpha, "hidden": cfg.loss.hidden,
                           "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher}}
-    student.save_pretrained(out, tokenizer=s_tok)
-    write_json(out / SETTINGS_FILE, {"base_model": str(teacher_dir), **to_dict(dataclasses.replace(
-        columns, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed))})
-    write_json(out / CONFIG_FILE, {"teacher": str(teacher_dir), "train": str(train_file),
-                                   "validation": str(validation_file), "unlabeled": [str(p) for p in unlabeled],
-                                   **to_dict(cfg)})
-    write_json(out / "metrics.json", report)
-    write_text(out / "classification_report.txt", format_report(final))
+    sources = {"teacher": str(teacher_dir), "train": str(train_file), "validation": str(validation_file),
+               "unlabeled": [str(p) for p in unlabeled]}
+    _save(out, student, s_tok, report, final, columns, cfg, sources)
     log.info("student validation accuracy %.4f (teacher %.4f) after %d steps, %.0f s", final["accuracy"],
              teacher_val["accuracy"], state.step, seconds)
     return report
 
+
+
+def _save(out: Path, student, tokenizer, report: dict, final: dict, columns: FinetuneConfig, cfg: DistillConfig,
+          sources: dict) -> None:
+    """The student as fine-tuning writes a classifier, plus distill.json; each file replaced atomically."""
+    student.save_pretrained(out, tokenizer=tokenizer)
+    write_json(out / SETTINGS_FILE, {"base_model": sources["teacher"], **to_dict(dataclasses.replace(
+        columns, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed))})
+    write_json(out / CONFIG_FILE, {**sources, **to_dict(cfg)})
+    write_json(out / "metrics.json", report)
+    write_text(out / "classification_report.txt", format_report(final))
