@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from distill_helpers import sst2_rows, word_tokenizer, write_tsv
+from sst2_sample import sst2_rows, word_tokenizer, write_tsv
 
 from nanobert.model.bert import BertConfig, BertModel
 from nanobert.tasks.finetune import FinetuneConfig, finetune

@@ -15,7 +15,7 @@ from nanobert.errors import NanobertError
 from nanobert.model.bert import BertConfig, BertForSequenceClassification, BertModel
 from nanobert.tasks.finetune import encode_split, load_classifier, predict_logits, read_split
 
-from distill_helpers import sst2_rows, word_tokenizer, write_tsv
+from sst2_sample import sst2_rows, word_tokenizer, write_tsv
 
 FAST = dict(epochs=2, batch_size=16, lr=2e-3, progress=False, threads=1)
 LEARN = dict(epochs=6, batch_size=16, lr=5e-3, progress=False, threads=1)  # what the teacher needed to learn

@@ -37,7 +37,7 @@ from nanobert.fileio import write_json, write_text
 from nanobert.model.config import BertConfig
 from nanobert.model.tabular import TABULAR_FILE
 from nanobert.tasks.classification_report import format_report
-# Fine-tuning's helpers (reading, encoding, batching, prediction, loading, its settings file)
+# From fine-tuning (reading, encoding, batching, prediction, loading, its settings file)
 from nanobert.tasks.finetune import (SETTINGS_FILE, FinetuneConfig, collate, encode_split, evaluate_logits,
                                      load_classifier, predict_logits, read_split)
 from nanobert.train.loop import LoopConfig, train
