@@ -1,0 +1,106 @@
+"""The rows a student learns from: labelled and unlabelled text, each with the teacher's logits.
+
+    rows = join(labelled, unlabelled)                       # Encoded; unlabelled rows have label -100
+    batches = DistillBatches(rows, teacher_logits, batch_size=32, pad_id=0, seed=0)
+    batch = next(batches)    # input_ids, attention_mask, token_type_ids (B, T), labels (B,), teacher_logits (B, K)
+
+The teacher's logits are computed once, before training (`teacher_logits`), in eval mode: the same
+numbers in every epoch and after a resume. Batches are length-bucketed like fine-tuning's; the
+position is (epoch, batch index) and each epoch's plan is a pure function of (seed, epoch), so
+`load_state_dict` jumps back to it without replaying anything.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanobert.distill.losses import IGNORE
+from nanobert.errors import NanobertError
+from nanobert.tasks.finetune import Encoded, bucketed_batches, collate, predict_logits
+
+log = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = (".txt", ".txt.gz")
+
+
+def read_texts(path, text_column: str | None = None, limit: int | None = None) -> list[str]:
+    """Unlabelled text: one per non-empty line of a .txt(.gz) file, or the text column of a table (labels ignored)."""
+    from nanobert.data.tables import read_labelled
+
+    path = Path(path)
+    if not path.is_file():
+        raise NanobertError(f"unlabelled file not found: {path}")
+    if path.name.endswith(TEXT_SUFFIXES):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+    else:
+        texts = read_labelled(path, text_column=text_column, require_labels=False).texts
+    if not texts:
+        raise NanobertError(f"{path} holds no text")
+    return texts[:limit] if limit is not None else texts
+
+
+def encode_texts(texts: list[str], tokenizer, max_length: int) -> Encoded:
+    """Unlabelled rows (label -100 each), tokenized without padding."""
+    enc = tokenizer(texts, None, truncation=True, max_length=max_length)
+    ids = enc["input_ids"]
+    types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
+    return Encoded(ids, types, np.full(len(ids), IGNORE, dtype=np.int64), None)
+
+
+def join(*parts: Encoded) -> Encoded:
+    """The rows of `parts`, in order, as one Encoded (text only)."""
+    return Encoded([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
+                   np.concatenate([p.labels for p in parts]), None)
+
+
+def teacher_logits(teacher, rows: Encoded, pad_id: int, batch_size: int = 128, progress: bool = False) -> torch.Tensor:
+    """(N, K) float32 logits of the teacher on `rows`, in their order."""
+    return predict_logits(teacher, rows, pad_id, batch_size, progress, desc="teacher").float()
+
+
+class DistillBatches:
+    """An endless iterator of length-bucketed training batches with the teacher's logits; resumable exactly."""
+
+    def __init__(self, rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id: int, seed: int = 0,
+                 pool: int = 50):
+        if len(rows) != len(logits):
+            raise ValueError(f"{len(rows)} rows but {len(logits)} teacher logits")
+        self.rows, self.logits, self.batch_size, self.pad_id = rows, logits, batch_size, pad_id
+        self.seed, self.pool = seed, pool
+        self.lengths = rows.lengths
+        self.epoch, self.index = 0, 0
+        self._plan = self._make_plan(0)
+
+    def _make_plan(self, epoch: int) -> list[np.ndarray]:
+        return bucketed_batches(self.lengths, self.batch_size, np.random.default_rng([self.seed, epoch]), self.pool)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self._plan)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self.index >= len(self._plan):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._plan = self._make_plan(self.epoch)
+        idx = self._plan[self.index]
+        self.index += 1
+        batch = collate(self.rows, idx, self.pad_id)
+        batch["teacher_logits"] = self.logits[torch.from_numpy(np.asarray(idx))]  # (B, K)
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._plan = self._make_plan(self.epoch)

@@ -1,0 +1,204 @@
+"""Distil a fine-tuned classifier into a smaller one: check, prepare, train through the shared loop, save.
+
+    cfg = DistillConfig(student="small", temperature=2.0, alpha=0.5, epochs=3)
+    report = distill("sst2-teacher/", "train.tsv", "dev.tsv", "sst2-student/", cfg, unlabeled=["more.txt"])
+    report["accuracy"], report["teacher_accuracy"]
+
+Every mistake is found before any training: a teacher that is not a classifier, a training or
+validation label the teacher does not know, an intermediate-layer loss the student cannot share
+with the teacher. Then the teacher labels every training row once (its logits), and the student
+trains through `nanobert.train.loop.train` (checkpoints each epoch, exact resume, metrics.csv,
+plots in OUT/run/), ending on the last step's weights (no choice made on the validation data).
+
+OUT is an ordinary classifier directory, like fine-tuning's: config.json (id2label), model.safetensors,
+the tokenizer, finetune.json (columns and max_length for evaluate/classify), distill.json (this
+config), metrics.json (student and teacher on the validation file, sizes, time) and
+classification_report.txt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanobert.config import to_dict
+from nanobert.data.tables import LabelMap, LabelledData
+from nanobert.distill.data import DistillBatches, encode_texts, join, read_texts, teacher_logits
+from nanobert.distill.student import (DistillLossConfig, DistillModel, build_student, check_intermediate,
+                                      same_tokenizer)
+from nanobert.errors import NanobertError
+from nanobert.fileio import write_json, write_text
+from nanobert.model.config import BertConfig
+from nanobert.model.tabular import TABULAR_FILE
+from nanobert.tasks.classification_report import format_report
+# From fine-tuning (reading, encoding, batching, prediction, loading, its settings file)
+from nanobert.tasks.finetune import (SETTINGS_FILE, FinetuneConfig, collate, encode_split, evaluate_logits,
+                                     load_classifier, predict_logits, read_split)
+from nanobert.train.loop import LoopConfig, train
+
+log = logging.getLogger(__name__)
+
+RUN_DIR = "run"  # OUT/run: checkpoints, metrics.csv, train.log, plots
+CONFIG_FILE = "distill.json"
+
+
+@dataclass
+class DistillConfig:
+    """How to distil. Defaults: a 4-layer, 256-wide student (about 1/2 of MiniLM-L6, 1/10 of BERT-base)."""
+
+    student: str = "small"  # a preset (mini, small, ...), teacher:K (the teacher's shape, K layers) or a directory
+    init_from_teacher: bool = False  # start from the teacher's embeddings and every other layer (DistilBERT)
+    loss: DistillLossConfig = field(default_factory=DistillLossConfig)
+    # --- data
+    text_column: str | None = None  # None: the teacher's (finetune.json), else "text" or "sentence"
+    text_pair_column: str | None = None
+    label_column: str | None = None  # None: the teacher's, else "label"
+    max_length: int = 128
+    max_train_examples: int | None = None  # a random subset (fixed by `seed`) of the labelled training file
+    max_unlabeled_examples: int | None = None  # the first N texts of each unlabelled file
+    # --- optimisation (through the shared loop)
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-4  # a small student from random weights wants more than fine-tuning's 5e-5
+    warmup_ratio: float = 0.06  # of all optimizer steps, as fine-tuning
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float | None = None  # classifier dropout; None: the student's hidden_dropout_prob
+    checkpoint_every: int | None = None  # steps; None: once per epoch
+    seed: int = 0
+    eval_batch_size: int = 128
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    device: str = "auto"  # where the student trains (the teacher labels the rows on the CPU, once)
+    progress: bool = True
+
+
+def _subset(data: LabelledData, n: int | None, seed: int) -> LabelledData:
+    if n is None or n >= len(data):
+        return data
+    keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
+    return LabelledData([data.texts[i] for i in keep], [data.labels[i] for i in keep],
+                        [data.text_pairs[i] for i in keep] if data.text_pairs else None, None, [], data.source)
+
+
+def load_teacher(teacher_dir):
+    """(teacher, tokenizer, LabelMap, its FinetuneConfig); refuses anything but a text classifier directory."""
+    teacher_dir = Path(teacher_dir)
+    if (teacher_dir / TABULAR_FILE).is_file():
+        raise NanobertError(f"{teacher_dir} is a text + tabular classifier; distillation takes text classifiers only")
+    if BertConfig.from_pretrained(teacher_dir).id2label is None:
+        raise NanobertError(f"{teacher_dir}/config.json has no id2label: the teacher must be a fine-tuned classifier "
+                            "(a directory written by 'nanobert finetune')")
+    teacher, tokenizer, ft_cfg = load_classifier(teacher_dir)
+    return teacher.eval(), tokenizer, LabelMap.from_config(teacher.config.id2label), ft_cfg
+
+
+def _check_labels(data: LabelledData, labels: LabelMap, what: str) -> None:
+    unknown = sorted({str(v) for v in data.labels} - set(labels.names))
+    if unknown:
+        raise NanobertError(f"{data.source}: {what} labels {unknown} are not among the teacher's labels "
+                            f"{labels.names}; distil on data labelled like the teacher's")
+
+
+def distill(teacher_dir, train_file, validation_file, out_dir, cfg: DistillConfig | None = None,
+            unlabeled=(), resume: bool = False, callbacks=()) -> dict:
+    """Train a student of `cfg.student` on the teacher in `teacher_dir`; write `out_dir`; return metrics.json's dict."""
+    cfg = cfg or DistillConfig()
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _distill(Path(teacher_dir), train_file, validation_file, Path(out_dir), cfg, list(unlabeled),
+                        resume, callbacks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: DistillConfig, unlabeled: list,
+             resume: bool, callbacks) -> dict:
+    if not 0.0 <= cfg.loss.alpha <= 1.0 or cfg.loss.temperature <= 0:
+        raise NanobertError(f"alpha must lie in [0, 1] and temperature be positive (got {cfg.loss.alpha}, "
+                            f"{cfg.loss.temperature})")
+    teacher, t_tok, labels, t_cfg = load_teacher(teacher_dir)
+    columns = FinetuneConfig(text_column=cfg.text_column or t_cfg.text_column,
+                             text_pair_column=cfg.text_pair_column or t_cfg.text_pair_column,
+                             label_column=cfg.label_column or t_cfg.label_column, max_length=cfg.max_length)
+    train_data = _subset(read_split(train_file, columns), cfg.max_train_examples, cfg.seed)
+    val_data = read_split(validation_file, columns)
+    _check_labels(train_data, labels, "training")
+    _check_labels(val_data, labels, "validation")
+    texts = [read_texts(p, columns.text_column, cfg.max_unlabeled_examples) for p in unlabeled]
+
+    torch.manual_seed(cfg.seed)  # the student's random weights and the projection
+    student, s_tok = build_student(cfg.student, teacher, t_tok, labels, cfg.init_from_teacher, cfg.dropout)
+    same = same_tokenizer(s_tok, t_tok)
+    check_intermediate(student.config, teacher.config, cfg.loss, same)
+    model = DistillModel(student, teacher, cfg.loss)
+
+    # The teacher labels every row once; the student reads the same rows through its own tokenizer.
+    t0 = time.perf_counter()
+    t_rows = join(encode_split(train_data, t_tok, cfg.max_length, labels),
+                  *(encode_texts(t, t_tok, cfg.max_length) for t in texts))
+    s_rows = t_rows if same else join(encode_split(train_data, s_tok, cfg.max_length, labels),
+                                      *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
+    soft = teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, cfg.progress)
+    t_val = encode_split(val_data, t_tok, cfg.max_length, labels)
+    teacher_val = evaluate_logits(predict_logits(teacher, t_val, t_tok.pad_token_id, cfg.eval_batch_size),
+                                  t_val.labels, labels.names)
+    teacher_seconds = time.perf_counter() - t0
+    log.info("teacher: %d rows labelled (%d unlabelled) in %.0f s; validation accuracy %.4f", len(t_rows),
+             len(t_rows) - len(train_data), teacher_seconds, teacher_val["accuracy"])
+
+    val = encode_split(val_data, s_tok, cfg.max_length, labels)
+    order = np.argsort(val.lengths, kind="stable")
+    val_batches = [collate(val, order[i:i + cfg.eval_batch_size], s_tok.pad_token_id)
+                   for i in range(0, len(val), cfg.eval_batch_size)]
+    batches = DistillBatches(s_rows, soft, cfg.batch_size, s_tok.pad_token_id, cfg.seed)
+    per_epoch = len(batches)
+    steps = per_epoch * cfg.epochs
+    loop = LoopConfig(max_steps=steps, lr=cfg.lr, min_lr=0.0, warmup_steps=int(cfg.warmup_ratio * steps),
+                      schedule="linear", weight_decay=cfg.weight_decay, beta2=0.999, eps=1e-8,
+                      grad_clip=cfg.max_grad_norm, eval_every=per_epoch,
+                      checkpoint_every=cfg.checkpoint_every or per_epoch, log_every=max(1, min(50, per_epoch)),
+                      precision="fp32", device=cfg.device, progress=cfg.progress, tensorboard=False)
+    params = (sum(p.numel() for p in student.parameters()), sum(p.numel() for p in teacher.parameters()))
+    log.info("student %s: %s parameters (teacher %s, %.1f%%); %d steps", cfg.student, f"{params[0]:,}",
+             f"{params[1]:,}", 100 * params[0] / params[1], steps)
+    t1 = time.perf_counter()
+    state = train(model, batches, loop, out / RUN_DIR, eval_data=lambda: val_batches, resume=resume,
+                  callbacks=callbacks, run_config={"distill": to_dict(cfg)})
+    seconds = time.perf_counter() - t1
+
+    student.cpu().eval()
+    final = evaluate_logits(predict_logits(student, val, s_tok.pad_token_id, cfg.eval_batch_size), val.labels,
+                            labels.names)
+    report = {"split": "validation", **final, "teacher_accuracy": teacher_val["accuracy"],
+              "teacher_loss": teacher_val["loss"], "student_params": params[0], "teacher_params": params[1],
+              "param_ratio": params[0] / params[1], "steps": state.step, "train_time_s": seconds,
+              "teacher_time_s": teacher_seconds, "train_examples": len(train_data),
+              "unlabeled_examples": len(t_rows) - len(train_data), "student": cfg.student,
+              "options": {"temperature": cfg.loss.temperature, "alpha": cfg.loss.alpha, "hidden": cfg.loss.hidden,
+                          "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher}}
+    sources = {"teacher": str(teacher_dir), "train": str(train_file), "validation": str(validation_file),
+               "unlabeled": [str(p) for p in unlabeled]}
+    _save(out, student, s_tok, report, final, columns, cfg, sources)
+    log.info("student validation accuracy %.4f (teacher %.4f) after %d steps, %.0f s", final["accuracy"],
+             teacher_val["accuracy"], state.step, seconds)
+    return report
+
+
+
+def _save(out: Path, student, tokenizer, report: dict, final: dict, columns: FinetuneConfig, cfg: DistillConfig,
+          sources: dict) -> None:
+    """The student as fine-tuning writes a classifier, plus distill.json; each file replaced atomically."""
+    student.save_pretrained(out, tokenizer=tokenizer)
+    write_json(out / SETTINGS_FILE, {"base_model": sources["teacher"], **to_dict(dataclasses.replace(
+        columns, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed))})
+    write_json(out / CONFIG_FILE, {**sources, **to_dict(cfg)})
+    write_json(out / "metrics.json", report)
+    write_text(out / "classification_report.txt", format_report(final))
