@@ -139,23 +139,23 @@ class _Shown(dict):
         print(f"  {self.label}: {key} = {value:.4f}", flush=True)
 
 
-def score(model_dir: Path, args, label: str) -> dict:
+def score(model_dir: Path, args, label: str, only: set[str]) -> dict:
     out = _Shown(label)
-    if "finetune" in args.only:
-        for lr in args.lrs:
-            out[f"finetune cls lr {lr:g}"] = run_finetune(model_dir, args, lr, "cls")
-    if "mean" in args.only:
-        for lr in args.lrs:
-            out[f"finetune mean lr {lr:g}"] = run_finetune(model_dir, args, lr, "mean")
-    if "probe" in args.only or "geometry" in args.only:
+    if "probe" in only or "geometry" in only:
         c_tr, m_tr, y_tr = features(model_dir, args.data / "train.tsv", args, args.train_examples)
         c_te, m_te, y_te = features(model_dir, args.data / "dev.tsv", args, None)
-        if "probe" in args.only:
+        if "probe" in only:
             out["probe cls"] = linear_probe(c_tr, y_tr, c_te, y_te)
             out["probe mean"] = linear_probe(m_tr, y_tr, m_te, y_te)
-        if "geometry" in args.only:
+        if "geometry" in only:
             out["cosine cls"] = mean_cosine(c_te)
             out["cosine mean"] = mean_cosine(m_te)
+    if "finetune" in only:
+        for lr in args.lrs:
+            out[f"finetune cls lr {lr:g}"] = run_finetune(model_dir, args, lr, "cls")
+    if "mean" in only:
+        for lr in args.lrs:
+            out[f"finetune mean lr {lr:g}"] = run_finetune(model_dir, args, lr, "mean")
     return out
 
 
@@ -183,9 +183,12 @@ def main() -> None:
         for model_dir in args.models:
             t0 = time.perf_counter()
             rand = random_copy(model_dir, Path(tmp) / f"random-{len(results)}", args.init_seed)
-            results[str(model_dir)] = {"pretrained": score(model_dir, args, "pretrained"),
-                                       "random": score(rand, args, "random"),
-                                       "seconds": time.perf_counter() - t0}
+            r = results[str(model_dir)] = {"pretrained": {}, "random": {}}
+            # the cheap frozen-feature measures first, then the fine-tuning runs, each on both sides in turn
+            for stage in ({"probe", "geometry"}, {"mean"}, {"finetune"}):
+                for side, path in (("pretrained", model_dir), ("random", rand)):
+                    r[side].update(score(path, args, side, stage & args.only))
+            r["seconds"] = time.perf_counter() - t0
     print("| model | measure | pretrained | random | gain |\n|---|---|---|---|---|")
     for name, r in results.items():
         for k, v in r["pretrained"].items():
