@@ -7,7 +7,7 @@ import pytest
 
 from nanobert.data.dedup import (DedupConfig, DocumentFilter, MinHasher, lsh_bands, normalize, quality_problem,
                                  shingles)
-from nanobert.data.sources import read_text_file
+from nanobert.data.sources import read_text_documents
 from nanobert.errors import NanobertError
 
 WORDS = ("the river runs past the old mill where the miller kept his grain and his horses through the long cold "
@@ -93,7 +93,7 @@ def test_many_injected_copies_are_all_found(shared_data, tmp_path):
         text = f.read(400_000)
     path = tmp_path / "wiki.txt"
     path.write_text(text[:text.rfind("\n = ")], encoding="utf-8")
-    docs = list(read_text_file(path))
+    docs = list(read_text_documents(path))
     assert len(docs) > 100
     clean = list(DocumentFilter(DedupConfig(dedup="near"))(docs))
     rng = np.random.default_rng(0)
