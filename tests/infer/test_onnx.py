@@ -11,8 +11,10 @@ import pytest
 
 from nanobert.cli import main
 from nanobert.errors import NanobertError
+from nanobert.infer import onnx as onnx_export
 from nanobert.infer.onnx import OrtRunner, export_onnx, resolve_providers
 from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline
+from nanobert.infer.quant_check import Thresholds
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,24 @@ def test_failed_check_writes_nothing(tiny_mlm_dir, tmp_path):
     with pytest.raises(NanobertError, match="differs from PyTorch.*nothing was written"):
         export_onnx(tiny_mlm_dir, out, atol=-1.0)  # no graph can pass a negative tolerance
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_quality_check_refuses_when_no_scheme_passes(tiny_mlm_dir, sst2_sentences, tmp_path):
+    out = tmp_path / "never.onnx"
+    with pytest.raises(NanobertError, match="int8 quantisation loses quality however.*nothing was written"):
+        export_onnx(tiny_mlm_dir, out, task="embed", int8=True, probes=sst2_sentences[:16],
+                    int8_thresholds=Thresholds(min_cosine=1.01))  # no cosine reaches 1.01
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_quality_check_falls_back(tiny_mlm_dir, sst2_sentences, tmp_path, monkeypatch):
+    # a bar only unquantized weights clear: the first rung fails it, the one keeping every MatMul fp32 passes
+    monkeypatch.setattr(onnx_export, "INT8_LADDER", [("per-channel", 0.0), ("all MatMuls fp32", 1.0)])
+    r = export_onnx(tiny_mlm_dir, tmp_path / "embed8.onnx", task="embed", int8=True, probes=sst2_sentences[:16],
+                    int8_thresholds=Thresholds(min_cosine=0.999999))
+    assert r.int8_scheme == "all MatMuls fp32" and r.int8_quality.worst_cosine >= 0.999999
+    meta = {p.key: p.value for p in onnx.load(str(r.path)).metadata_props}
+    assert meta["nanobert.int8_scheme"] == "all MatMuls fp32" and meta["nanobert.int8"] == "True"
 
 
 def test_bad_inputs(tiny_mlm_dir, tmp_path):

@@ -47,7 +47,7 @@ def _config(args):
 
 def _distill(args) -> int:
     from nanobert.distill import distill
-    from nanobert.tasks.classification_report import format_report
+    from nanobert.train.metrics import format_report
 
     cfg = _config(args)
     r = distill(args.teacher, args.train, args.validation, args.out, cfg, unlabeled=args.unlabeled or [],

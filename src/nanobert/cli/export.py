@@ -32,7 +32,9 @@ def _export(args) -> int:
     if r.fused_ops:
         print("  fused: " + ", ".join(f"{k} x{v}" for k, v in r.fused_ops.items()))
     if r.int8_max_abs_diff is not None:
-        print(f"  int8 graph vs PyTorch: max abs diff {r.int8_max_abs_diff:.2e} (dynamic quantization)")
+        print(f"  int8 graph vs PyTorch: max abs diff {r.int8_max_abs_diff:.2e} (dynamic quantization, {r.int8_scheme})")
+        if r.int8_quality is not None:
+            print(f"  int8 quality check passed: {r.int8_quality.summary()}")
     return 0
 
 

@@ -12,7 +12,7 @@ the model) do not depend on how the work is split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,12 +22,14 @@ from nanobert.data.tables import LabelMap, LabelledData
 
 @dataclass
 class Encoded:
-    """A tokenized split: per example token ids and segment ids, class ids, standardized features."""
+    """A tokenized split: per example token ids and segment ids, class ids, standardized features, and any
+    further per-example arrays (`extra`, name -> (N, ...) array) that batches carry under their name."""
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]]
     labels: np.ndarray | None  # (N,) int64
     tabular: np.ndarray | None  # (N, F) float32
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. a teacher's (N, K) logits
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -52,7 +54,7 @@ def encode_labelled(data: LabelledData, tokenizer, max_length: int, labels: Labe
 
 def collate_labelled(data: Encoded, idx, pad_id: int) -> dict[str, torch.Tensor]:
     """Pad the examples `idx` to their longest: input_ids, attention_mask, token_type_ids (B, T), labels (B,),
-    tabular (B, F). Example: ids [[2, 7, 3], [2, 3]], pad 0 -> input_ids [[2, 7, 3], [2, 3, 0]]."""
+    tabular (B, F), and each `extra` array's rows (B, ...) under its name. Example: ids [[2, 7, 3], [2, 3]], pad 0 -> input_ids [[2, 7, 3], [2, 3, 0]]."""
     T = max(len(data.input_ids[i]) for i in idx)
     B = len(idx)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
@@ -68,6 +70,8 @@ def collate_labelled(data: Encoded, idx, pad_id: int) -> dict[str, torch.Tensor]
         batch["labels"] = torch.from_numpy(data.labels[np.asarray(idx)])
     if data.tabular is not None:
         batch["tabular"] = torch.from_numpy(data.tabular[np.asarray(idx)])
+    for name, values in data.extra.items():
+        batch[name] = torch.from_numpy(values[np.asarray(idx)])
     return batch
 
 

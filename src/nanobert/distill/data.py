@@ -1,17 +1,17 @@
 """The rows a student learns from: labelled and unlabelled text, each with the teacher's logits.
 
     rows = join(labelled, unlabelled)                       # Encoded; unlabelled rows have label -100
-    batches = DistillBatches(rows, teacher_logits, batch_size=32, pad_id=0, seed=0)
+    batches = distill_batches(rows, teacher_logits, batch_size=32, pad_id=0, seed=0)
     batch = next(batches)    # input_ids, attention_mask, token_type_ids (B, T), labels (B,), teacher_logits (B, K)
 
 The teacher's logits are computed once, before training (`teacher_logits`), in eval mode: the same
-numbers in every epoch and after a resume. Batches are length-bucketed like fine-tuning's; the
-position is (epoch, batch index) and each epoch's plan is a pure function of (seed, epoch), so
-`load_state_dict` jumps back to it without replaying anything.
+numbers in every epoch and after a resume. Batches are fine-tuning's `BucketedBatches` (length-bucketed,
+resumable exactly from (epoch, batch)); the logits ride along as a per-row `extra` array.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import logging
 from pathlib import Path
@@ -21,7 +21,8 @@ import torch
 
 from nanobert.distill.losses import IGNORE
 from nanobert.errors import NanobertError
-from nanobert.tasks.finetune import Encoded, bucketed_batches, collate, predict_logits
+from nanobert.data.labelled import BucketedBatches, Encoded
+from nanobert.tasks.finetune import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -60,47 +61,15 @@ def join(*parts: Encoded) -> Encoded:
                    np.concatenate([p.labels for p in parts]), None)
 
 
-def teacher_logits(teacher, rows: Encoded, pad_id: int, batch_size: int = 128, progress: bool = False) -> torch.Tensor:
+def teacher_logits(teacher, rows: Encoded, pad_id: int, batch_size: int = 128) -> torch.Tensor:
     """(N, K) float32 logits of the teacher on `rows`, in their order."""
-    return predict_logits(teacher, rows, pad_id, batch_size, progress, desc="teacher").float()
+    return predict_logits(teacher, rows, pad_id, batch_size).float()
 
 
-class DistillBatches:
-    """An endless iterator of length-bucketed training batches with the teacher's logits; resumable exactly."""
-
-    def __init__(self, rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id: int, seed: int = 0,
-                 pool: int = 50):
-        if len(rows) != len(logits):
-            raise ValueError(f"{len(rows)} rows but {len(logits)} teacher logits")
-        self.rows, self.logits, self.batch_size, self.pad_id = rows, logits, batch_size, pad_id
-        self.seed, self.pool = seed, pool
-        self.lengths = rows.lengths
-        self.epoch, self.index = 0, 0
-        self._plan = self._make_plan(0)
-
-    def _make_plan(self, epoch: int) -> list[np.ndarray]:
-        return bucketed_batches(self.lengths, self.batch_size, np.random.default_rng([self.seed, epoch]), self.pool)
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return len(self._plan)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        if self.index >= len(self._plan):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._plan = self._make_plan(self.epoch)
-        idx = self._plan[self.index]
-        self.index += 1
-        batch = collate(self.rows, idx, self.pad_id)
-        batch["teacher_logits"] = self.logits[torch.from_numpy(np.asarray(idx))]  # (B, K)
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._plan = self._make_plan(self.epoch)
+def distill_batches(rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id: int, seed: int = 0,
+                    pool: int = 50) -> BucketedBatches:
+    """Fine-tuning's resumable length-bucketed batches of `rows`, each also holding the teacher's (B, K) logits."""
+    if len(rows) != len(logits):
+        raise ValueError(f"{len(rows)} rows but {len(logits)} teacher logits")
+    with_logits = dataclasses.replace(rows, extra={**rows.extra, "teacher_logits": logits.float().numpy()})
+    return BucketedBatches(with_logits, batch_size, seed, pad_id, pool)

@@ -28,19 +28,20 @@ import numpy as np
 import torch
 
 from nanobert.config import to_dict
+from nanobert.data.labelled import encode_labelled, sorted_batches
 from nanobert.data.tables import LabelMap, LabelledData
-from nanobert.distill.data import DistillBatches, encode_texts, join, read_texts, teacher_logits
+from nanobert.distill.data import distill_batches, encode_texts, join, read_texts, teacher_logits
 from nanobert.distill.student import (DistillLossConfig, DistillModel, build_student, check_intermediate,
                                       same_tokenizer)
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
 from nanobert.model.config import BertConfig
 from nanobert.model.tabular import TABULAR_FILE
-from nanobert.tasks.classification_report import format_report
-# From fine-tuning (reading, encoding, batching, prediction, loading, its settings file)
-from nanobert.tasks.finetune import (SETTINGS_FILE, FinetuneConfig, collate, encode_split, evaluate_logits,
-                                     load_classifier, predict_logits, read_split)
+# From fine-tuning (reading, prediction, loading, its settings file)
+from nanobert.tasks.finetune import (SETTINGS_FILE, FinetuneConfig, evaluate_logits, load_classifier, predict_logits,
+                                     read_split)
 from nanobert.train.loop import LoopConfig, train
+from nanobert.train.metrics import format_report
 
 log = logging.getLogger(__name__)
 
@@ -142,24 +143,22 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
 
     # The teacher labels every row once; the student reads the same rows through its own tokenizer.
     t0 = time.perf_counter()
-    t_rows = join(encode_split(train_data, t_tok, cfg.max_length, labels),
+    t_rows = join(encode_labelled(train_data, t_tok, cfg.max_length, labels),
                   *(encode_texts(t, t_tok, cfg.max_length) for t in texts))
-    s_rows = t_rows if same else join(encode_split(train_data, s_tok, cfg.max_length, labels),
+    s_rows = t_rows if same else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
                                       *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
-    soft = teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, cfg.progress)
-    t_val = encode_split(val_data, t_tok, cfg.max_length, labels)
+    soft = teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size)
+    t_val = encode_labelled(val_data, t_tok, cfg.max_length, labels)
     teacher_val = evaluate_logits(predict_logits(teacher, t_val, t_tok.pad_token_id, cfg.eval_batch_size),
                                   t_val.labels, labels.names)
     teacher_seconds = time.perf_counter() - t0
     log.info("teacher: %d rows labelled (%d unlabelled) in %.0f s; validation accuracy %.4f", len(t_rows),
              len(t_rows) - len(train_data), teacher_seconds, teacher_val["accuracy"])
 
-    val = encode_split(val_data, s_tok, cfg.max_length, labels)
-    order = np.argsort(val.lengths, kind="stable")
-    val_batches = [collate(val, order[i:i + cfg.eval_batch_size], s_tok.pad_token_id)
-                   for i in range(0, len(val), cfg.eval_batch_size)]
-    batches = DistillBatches(s_rows, soft, cfg.batch_size, s_tok.pad_token_id, cfg.seed)
-    per_epoch = len(batches)
+    val = encode_labelled(val_data, s_tok, cfg.max_length, labels)
+    val_batches = sorted_batches(val, cfg.eval_batch_size, s_tok.pad_token_id)
+    batches = distill_batches(s_rows, soft, cfg.batch_size, s_tok.pad_token_id, cfg.seed)
+    per_epoch = batches.steps_per_epoch
     steps = per_epoch * cfg.epochs
     loop = LoopConfig(max_steps=steps, lr=cfg.lr, min_lr=0.0, warmup_steps=int(cfg.warmup_ratio * steps),
                       schedule="linear", weight_decay=cfg.weight_decay, beta2=0.999, eps=1e-8,

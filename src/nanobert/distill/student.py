@@ -33,7 +33,7 @@ from nanobert.distill.losses import attention_loss, hidden_loss, kd_loss
 from nanobert.errors import NanobertError
 from nanobert.model.bert import BertForSequenceClassification
 from nanobert.model.config import PRESETS, BertConfig
-from nanobert.tasks.finetune import FinetuneConfig, build_model
+from nanobert.tasks.finetune import FinetuneConfig, build_classifier
 from nanobert.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def build_student(spec: str, teacher: nn.Module, teacher_tokenizer, labels: Labe
         if init_from_teacher:
             raise NanobertError("--init-from-teacher builds the student from the teacher: give a preset or "
                                 "teacher:K as --student, not a directory")
-        student = build_model(spec, labels, FinetuneConfig(classifier_dropout=dropout), None)
+        student = build_classifier(spec, labels, FinetuneConfig(classifier_dropout=dropout), None)
         tokenizer = load_tokenizer(spec)
     else:
         if dropout is not None:
