@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nanobert.config import check_fields
 from nanobert.data.masking import mask_tokens, special_table
 from nanobert.errors import NanobertError
 
@@ -41,6 +42,10 @@ class MLMEvalConfig:
     split: str = "test"  # which split of a prepared directory
     seq_len: int = 128  # text input only: tokens per sequence, special tokens included (capped by the model)
     text_column: str = "text"  # text input only: the field of JSONL / parquet files
+
+    def __post_init__(self):
+        check_fields(self, {"mask_rate": "(0, 1)", "batch_size": ">= 1", "max_sequences": ">= 1", "seq_len": ">= 3"},
+                     {"split": ("train", "val", "test")})
 
 
 def _shard_sequences(data_dir: Path, split: str, tokenizer) -> Iterator[np.ndarray]:
