@@ -141,5 +141,9 @@ def test_missing_inputs_are_one_line_errors(model_dir, text_file, tmp_path, caps
     assert "model directory not found" in capsys.readouterr().err
     assert main(["evaluate-mlm", "--model", str(model_dir), "--data", str(tmp_path / "none.txt")]) == 2
     assert "evaluation data not found" in capsys.readouterr().err
+    with pytest.raises(NanobertError, match="max_sequences must be >= 1, got 0"):
+        MLMEvalConfig(seq_len=24, max_sequences=0)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(NanobertError, match="no sequences"):
-        evaluate_mlm(model_dir, text_file, MLMEvalConfig(seq_len=24, max_sequences=0))
+        evaluate_mlm(model_dir, empty, MLMEvalConfig(seq_len=24))
