@@ -30,4 +30,20 @@ def training_output(path: str | os.PathLike, command: str, inputs: Iterable[str 
     if resume and path.is_dir() and read_marker(path) is None and any((path / checkpoints).glob("step-*")):
         write_json(path / MARKER, {"command": command, "written": "before outputs were marked",
                                    "inputs": [str(p) for p in inputs]})
-    return output_dir(path, command, inputs, overwrite, in_place=True, resume=resume)
+    return _remove_if_unused(path, output_dir(path, command, inputs, overwrite, in_place=True, resume=resume))
+
+
+@contextlib.contextmanager
+def _remove_if_unused(path: Path, output):
+    """Run `output`; when the run fails before writing anything, leave no new directory (or marker) behind."""
+    existed = path.exists()
+    new = not existed or (path.is_dir() and not any(path.iterdir()))
+    with output as out:
+        try:
+            yield out
+        except BaseException:
+            if new and path.is_dir() and [p.name for p in path.iterdir()] == [MARKER]:
+                (path / MARKER).unlink()
+                if not existed:
+                    path.rmdir()
+            raise
