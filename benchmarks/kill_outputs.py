@@ -2,7 +2,8 @@
 
     python benchmarks/kill_outputs.py --kills 20 [--only prepare "tokenizer train"]
 
-For each command: run it to completion once on tiny inputs (the shipped assets), remember the
+Training commands (finetune, pretrain, train-gpt) write in place and are rerun with --resume: a
+killed rerun must leave the finished run loadable, with the same files. For each command: run it to completion once on tiny inputs (the shipped assets), remember the
 output (its file names and, for deterministic commands, their content), then start the same
 command again `--kills` times and SIGKILL it after a random delay (up to 1.2x the time of a full
 run). After each kill the output must still load and hold the same files (or a complete new
@@ -67,8 +68,18 @@ def commands(work: Path) -> dict:
                          "--workers", "1", "--no-progress"), work / "data", ["--overwrite"]),
         "finetune": (_cli("finetune", "--model", work / "base", "--train", sst2 / "dev.tsv.gz", "--validation",
                           sst2 / "dev.tsv.gz", "--out", work / "ft", "--epochs", "1", "--threads", "1",
-                          "--no-progress"), work / "ft", []),
+                          "--no-progress"), work / "ft", ["--resume"]),
         "export": (_cli("export", "onnx", "--model", work / "ft", "--out", work / "ft.onnx"), work / "ft.onnx", []),
+        "pretrain": (_cli("pretrain", "--out_dir", work / "mlm", "--data.dir", work / "data", "--data.batch_size", 8,
+                          "--data.eval_batches", 1, "--model.hidden_size", 32, "--model.num_hidden_layers", 1,
+                          "--model.num_attention_heads", 2, "--model.intermediate_size", 64,
+                          "--model.max_position_embeddings", 64, "--train.max_steps", 6, "--train.eval_every", 3,
+                          "--train.checkpoint_every", 3, "--train.progress", "false",
+                          "--samples", "[]"), work / "mlm", ["--resume"]),
+        "train-gpt": (_cli("train-gpt", "--inputs", BOOK, "--out_dir", work / "gpt", "--model.n_positions", 16,
+                           "--model.n_embd", 16, "--model.n_layer", 1, "--model.n_head", 2, "--loop.max_steps", 6,
+                           "--loop.checkpoint_every", 3, "--loop.progress", "false"),
+                      work / "gpt", ["--resume"]),
     }
 
 
@@ -77,20 +88,29 @@ def _load(name: str, out: Path) -> None:
     code = {"tokenizer train": "from nanobert.tokenizers import load_tokenizer as f; f(p).encode('a test')",
             "prepare": "from nanobert.data.loaders import TokenShards as f; assert len(f(p, 'train'))",
             "finetune": "from nanobert.tasks.finetune import load_classifier as f; f(p)",
-            "export": "import onnxruntime as o; o.InferenceSession(p, providers=['CPUExecutionProvider'])"}[name]
+            "export": "import onnxruntime as o; o.InferenceSession(p, providers=['CPUExecutionProvider'])",
+            "pretrain": "from nanobert.model.bert import BertForMaskedLM as f; f.from_pretrained(p + '/model')",
+            "train-gpt": "from nanobert.model.gpt import GPT as f; f.from_pretrained(p + '/model')"}[name]
     subprocess.run([sys.executable, "-c", f"p = {str(out)!r}\n{code}"], check=True, env=_env(),
                    capture_output=True)
 
 
 def _snapshot(out: Path, stable: bool) -> dict:
-    files = [out] if out.is_file() else sorted(p for p in out.rglob("*") if p.is_file())
+    files = [out] if out.is_file() else sorted(p for p in out.rglob("*") if p.is_file() and not _dead(p, out))
     skip = {".nanobert-output.json"}  # holds the time it was written
     return {str(p.relative_to(out.parent)): (hashlib.sha256(p.read_bytes()).hexdigest() if stable else None)
-            for p in files if p.name not in skip}
+            for p in files if p.name not in skip and not p.name.startswith("events.out.tfevents")}  # one per run
+
+
+def _dead(p: Path, out: Path) -> bool:
+    """Inside `out`: a hidden temporary of a killed in-place writer (the next run removes it)."""
+    return any(part.startswith(".") and part.endswith(".tmp") for part in p.relative_to(out).parts)
 
 
 def _leftovers(out: Path) -> list[str]:
-    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+    beside = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    inside = [str(p.relative_to(out)) for p in out.rglob("*.tmp") if _dead(p, out)] if out.is_dir() else []
+    return sorted(beside + inside)
 
 
 def run_command(name: str, argv: list[str], out: Path, again: list[str], kills: int, rng: random.Random) -> dict:

@@ -131,11 +131,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     options), then `--key value` overrides. The dataclasses check their own ranges (`check_fields`)."""
     data: dict = {}
     if path is not None:
+        from nanobert.data.textio import read_text  # here: nanobert.data imports this module's users
+
         path = Path(path)
         if not path.is_file():
             raise NanobertError(f"config file not found: {path}")
+        text = read_text(path, "config file")  # binary or non-UTF-8 bytes: one NanobertError
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise NanobertError(f"config file {path} is not valid TOML: {e}") from None
     data = _merge(_merge(data, values or {}), parse_overrides(overrides))

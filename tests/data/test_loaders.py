@@ -16,7 +16,7 @@ def _fake_prepared(path, shard_sizes=(10, 6)):
         np.save(path / f"train-{s:05d}.tokens.npy", np.array([t for q in seqs for t in q], dtype=np.uint16))
         np.save(path / f"train-{s:05d}.offsets.npy", np.cumsum([0] + [len(q) for q in seqs]).astype(np.int64))
         shards.append({"name": f"train-{s:05d}", "sequences": n, "tokens": sum(map(len, seqs))})
-    meta = {"format": FORMAT, "seq_len": 8, "splits": {"train": {"sequences": sum(shard_sizes), "shards": shards}}}
+    meta = {"format": FORMAT, "seq_len": 8, "dtype": "uint16", "splits": {"train": {"sequences": sum(shard_sizes), "shards": shards}}}
     (path / "meta.json").write_text(json.dumps(meta))
     return TokenShards(path, "train")
 

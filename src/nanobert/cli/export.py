@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 ORDER = 60
 
@@ -23,9 +24,26 @@ examples:
 """
 
 
+def _is_onnx(path: Path) -> bool:
+    """Whether `path` parses as an ONNX model (its graph only; external weights are not read)."""
+    import onnx
+
+    try:
+        return bool(onnx.load(str(path), load_external_data=False).graph.node)
+    except Exception:  # any parse failure: not an ONNX model
+        return False
+
+
 def _export(args) -> int:
+    from nanobert.errors import NanobertError
     from nanobert.infer.onnx import export_onnx
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise NanobertError(f"{out} is a directory; give the .onnx file to write")
+    if out.exists() and not args.overwrite and not _is_onnx(out):
+        raise NanobertError(f"{out} exists and is not an ONNX model; pass --overwrite to replace it, "
+                            "or choose another output")
     r = export_onnx(args.model, args.out, int8=args.int8, optimize=args.optimize, task=args.task, opset=args.opset, atol=args.atol)
     print(f"exported {args.model} ({r.task}) to {r.path}: {r.size_bytes / 2**20:.1f} MiB")
     print(f"  fp32 graph vs PyTorch: max abs diff {r.max_abs_diff:.2e} (limit {args.atol:g})")
@@ -49,7 +67,8 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     o.add_argument("--model", required=True, help="model directory (config.json, model.safetensors, vocab.txt)")
-    o.add_argument("--out", required=True, help="the .onnx file to write")
+    o.add_argument("--out", required=True, help="the .onnx file to write (a previous ONNX model there is replaced)")
+    o.add_argument("--overwrite", action="store_true", help="replace OUT even when it is not an ONNX model")
     o.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the weights (smaller, faster on CPU)")
     o.add_argument("--optimize", action="store_true", help="fuse LayerNorm/residual/GELU/attention into ONNX Runtime's fused operators")
     o.add_argument("--task", choices=["fill-mask", "classify", "embed"], default=None, help="what the graph computes (default: the model's own task)")

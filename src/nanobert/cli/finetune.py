@@ -45,11 +45,15 @@ def _config(args):
 
 
 def _finetune(args) -> int:
-    from nanobert.tasks.finetune import finetune
+    from nanobert.cli.run_output import training_output
+    from nanobert.tasks.finetune import RUN_DIR, finetune
     from nanobert.train.metrics import format_report
 
     cfg = _config(args)
-    report = finetune(args.model, args.train, args.validation, args.out, cfg, test_file=args.test, resume=args.resume)
+    # Checked and locked before training: an output holding the data, or a previous model, is refused at once.
+    with training_output(args.out, "finetune", [args.model, args.train, args.validation, args.test],
+                         args.overwrite, args.resume, checkpoints=RUN_DIR) as out:
+        report = finetune(args.model, args.train, args.validation, out, cfg, test_file=args.test, resume=args.resume)
     if not report:  # a torchrun process other than rank 0: rank 0 reports
         return 0
     print(f"best epoch {report['best_epoch']} of {len(report['history'])}; {report['split']} loss "
@@ -95,7 +99,9 @@ def register(subparsers) -> None:
     p.add_argument("--train", required=True, help="labelled training file (.csv .tsv .jsonl .parquet, optionally .gz)")
     p.add_argument("--validation", required=True, help="labelled file scored after each epoch")
     p.add_argument("--test", help="labelled file scored once with the kept model (else the report is on validation)")
-    p.add_argument("--out", required=True, help="output directory (replaced whole when training ends)")
+    p.add_argument("--out", required=True, help="output directory: a new or empty one, or a previous output of "
+                   "finetune with --overwrite (replace it) or --resume (continue it)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds a previous output of finetune")
     p.add_argument("--config", help="TOML file with FinetuneConfig fields")
     add_dataclass_args(p, CONFIG, FLAGS)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints "

@@ -33,11 +33,14 @@ Several --prompt options are generated together as one batch. Generation stops a
 
 
 def _train(args) -> int:
+    from nanobert.cli.run_output import training_output
     from nanobert.config import load_config
     from nanobert.tasks.causal_lm import CausalLMConfig, train_causal_lm
 
     cfg = load_config(CausalLMConfig, args.config, args.overrides)
-    result = train_causal_lm(cfg, resume=args.resume)
+    inputs = [cfg.data_dir] if cfg.data_dir else [*cfg.inputs, cfg.tokenizer if cfg.tokenizer != "char" else None]
+    with training_output(cfg.out_dir, "train-gpt", inputs, args.overwrite, args.resume):
+        result = train_causal_lm(cfg, resume=args.resume)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -75,6 +78,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="TOML", help="recipe file, e.g. configs/gpt-austen-char.toml "
                    "(without it: the defaults, a small character GPT on the shipped Austen novels)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace out_dir when it holds a previous run of train-gpt (else a new or empty directory)")
     p.set_defaults(func=_train, accepts_overrides=True)
 
     g = subparsers.add_parser("generate", help="continue prompts with a GPT (greedy or sampled, KV cache)",

@@ -24,15 +24,19 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in out_dir (same settings); ends exactly where an "
                    "uninterrupted run would")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace out_dir when it holds a previous run of pretrain (else a new or empty directory)")
     p.set_defaults(func=run, accepts_overrides=True)
 
 
 def run(args) -> int:
+    from nanobert.cli.run_output import training_output
     from nanobert.config import load_config
     from nanobert.tasks.pretrain import PretrainConfig, pretrain
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
-    state = pretrain(cfg, resume=args.resume)
+    with training_output(cfg.out_dir, "pretrain", [cfg.data.dir], args.overwrite, args.resume):
+        state = pretrain(cfg, resume=args.resume)
     if state.info.is_main:
         m = state.metrics
         extra = f"; val loss {m['loss']:.4f}, MLM accuracy {m['accuracy']:.4f}, perplexity {m['perplexity']:.2f}" \

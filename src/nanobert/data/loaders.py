@@ -13,25 +13,13 @@ global batch. The position is two integers (epoch, batch index): `state_dict()` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nanobert.errors import NanobertError
-from nanobert.data.prepare import FORMAT
-
-
-def read_meta(data_dir: str | Path) -> dict:
-    """meta.json of a prepared directory, with a clear error when `data_dir` is not one."""
-    path = Path(data_dir) / "meta.json"
-    if not path.is_file():
-        raise NanobertError(f"{data_dir} is not a prepared data directory (no meta.json); run 'nanobert prepare'")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise NanobertError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}; prepare the data again")
-    return meta
+from nanobert.data.prepare import load_shard, read_meta  # noqa: F401  (read_meta: also imported from here)
 
 
 class TokenShards:
@@ -43,11 +31,7 @@ class TokenShards:
         if split not in self.meta["splits"]:
             raise NanobertError(f"{data_dir} has no split {split!r}; it has {', '.join(self.meta['splits'])}")
         self.split = split
-        self.shards = []
-        for shard in self.meta["splits"][split]["shards"]:
-            tokens = np.load(self.dir / f"{shard['name']}.tokens.npy", mmap_mode="r")
-            offsets = np.load(self.dir / f"{shard['name']}.offsets.npy")
-            self.shards.append((tokens, offsets))
+        self.shards = [load_shard(self.dir, self.meta, shard) for shard in self.meta["splits"][split]["shards"]]
 
     @property
     def seq_len(self) -> int:

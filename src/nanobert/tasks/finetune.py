@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from nanobert.config import check_fields, from_dict, to_dict
 from nanobert.data.labelled import BucketedBatches, Encoded, collate_labelled, encode_labelled, sorted_batches
 from nanobert.data.tables import LabelMap, LabelledData, read_labelled
 from nanobert.errors import NanobertError
-from nanobert.fileio import atomic_dir, write_json, write_text
+from nanobert.fileio import remove_dead_temporaries, write_json, write_text
 from nanobert.model.bert import BertForSequenceClassification
 from nanobert.model.config import BertConfig
 from nanobert.model.lora import LoRAConfig, apply_lora, count_parameters, merge_lora, save_adapter
@@ -295,23 +297,34 @@ def _finetune(model_dir: Path, train_file, validation_file, out_dir: Path, cfg: 
 
 def _write_outputs(model, tokenizer, model_dir: Path, out_dir: Path, cfg: FinetuneConfig, report: dict,
                    final: dict, split: str, labels: LabelMap) -> None:
-    """The output directory, replaced whole; the loop's run directory moves into it last."""
+    """The model files, written into a temporary directory inside `out_dir`, then renamed into it one by one.
+
+    The loop's run directory (`out_dir/checkpoints`) stays where it is, so a kill at any moment leaves the
+    checkpoints that `resume=True` continues from; a killed write leaves only a dead temporary.
+    """
     run_dir = out_dir / RUN_DIR
-    with atomic_dir(out_dir) as tmp:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(out_dir / ".final")
+    tmp = Path(tempfile.mkdtemp(prefix=f".final.pid{os.getpid()}-", suffix=".tmp", dir=out_dir))
+    try:
         if cfg.lora.r:
             save_adapter(model, tmp / "adapter", base_model_name_or_path=str(model_dir.resolve()))
             model = merge_lora(model)
         model.save_pretrained(tmp, tokenizer=tokenizer)
         write_json(tmp / SETTINGS_FILE, {"base_model": str(model_dir), **to_dict(cfg)})
-        write_json(tmp / "metrics.json", report)
         write_text(tmp / "classification_report.txt", format_report(final))
         plot_confusion_matrix(final["confusion_matrix"], labels.names, tmp / "confusion_matrix.png",
                               title=f"{split} ({final['accuracy']:.1%} accurate)")
         for name in ("metrics.csv", "loss.png", "accuracy.png"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, tmp / name)
-        if run_dir.is_dir():
-            run_dir.rename(tmp / RUN_DIR)
+        write_json(tmp / "metrics.json", report)
+        for entry in sorted(tmp.iterdir(), key=lambda e: e.name == "metrics.json"):  # metrics.json last: done
+            if entry.is_dir() and (out_dir / entry.name).is_dir():
+                shutil.rmtree(out_dir / entry.name)
+            os.replace(entry, out_dir / entry.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_classifier(model_dir):
