@@ -13,7 +13,8 @@ Every trainer runs on `train.loop.train`; the formulas are in `align.losses`.
 from nanobert.align.dpo import DPOConfig, dpo
 from nanobert.align.evaluate import EvalConfig, evaluate_policies, format_table
 from nanobert.align.ppo import PPOConfig, ppo
-from nanobert.align.preferences import CompareConfig, compare, read_pairs, read_prompts, read_sft_rows
+from nanobert.align.preferences import CompareConfig, compare
+from nanobert.align.records import read_pairs, read_prompts, read_sft_rows
 from nanobert.align.reward import RewardConfig, train_reward
 from nanobert.align.scoring import load_scorer
 from nanobert.align.sft import SFTConfig, sft

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from nanobert.align.losses import dpo_loss
 from nanobert.align.policy import Policy, completion_batch, completion_logprobs, sequence_logprobs
-from nanobert.align.preferences import read_pairs, select_pairs
+from nanobert.align.records import read_pairs, select_pairs
 from nanobert.align.sft import split_indices
 from nanobert.data.causal import ExampleBatches, in_order
 from nanobert.errors import NanobertError

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nanobert.align.policy import Policy, completion_logprobs
-from nanobert.align.preferences import read_prompts
+from nanobert.align.records import read_prompts
 from nanobert.align.scoring import is_scorer_dir, load_scorer
 from nanobert.errors import NanobertError
 from nanobert.infer.generate import GenerationConfig

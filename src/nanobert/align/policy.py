@@ -23,6 +23,7 @@ from nanobert.data.causal import pad_examples
 from nanobert.errors import NanobertError
 from nanobert.infer.generate import GenerationConfig, generate
 from nanobert.model.gpt import GPT
+from nanobert.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ class Policy:
     @classmethod
     def load(cls, model_dir: str | Path, dropout: bool = True) -> "Policy":
         """A GPT directory (config.json, model.safetensors, tokenizer files); `dropout=False` zeroes its dropout."""
-        from nanobert.tokenizers import load_tokenizer
-
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise NanobertError(f"{model_dir} is not a GPT directory (no config.json); pass the model/ directory "

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from nanobert.align import losses as L
+import nanobert.align.losses as L
 from nanobert.align.policy import Policy, labelled_logits, sequence_logprobs
-from nanobert.align.preferences import read_prompts
+from nanobert.align.records import read_prompts
 from nanobert.align.scoring import load_scorer
 from nanobert.data.causal import pad_examples
 from nanobert.errors import NanobertError

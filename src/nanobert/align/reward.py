@@ -27,13 +27,16 @@ import torch
 import torch.nn as nn
 
 from nanobert.align.losses import bradley_terry_loss
-from nanobert.align.preferences import read_pairs, select_pairs
+from nanobert.align.records import read_pairs, select_pairs
 from nanobert.align.sft import split_indices
 from nanobert.data.causal import ExampleBatches, in_order
 from nanobert.data.loaders import collate
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir, write_json
+from nanobert.infer.pipelines import load_tokenizer_dir
+from nanobert.model.bert import BertForSequenceClassification
 from nanobert.model.gpt import GPT, GPTConfig
+from nanobert.tokenizers import load_tokenizer
 from nanobert.train.loop import LoopConfig, evaluate, train
 
 log = logging.getLogger(__name__)
@@ -89,8 +92,6 @@ class GPTRewardModel(nn.Module):
 
     @classmethod
     def from_gpt(cls, model_dir) -> "GPTRewardModel":
-        from nanobert.tokenizers import load_tokenizer
-
         model = cls(GPTConfig.from_pretrained(model_dir), load_tokenizer(model_dir))
         model.gpt = GPT.from_pretrained(model_dir)
         return model
@@ -98,8 +99,6 @@ class GPTRewardModel(nn.Module):
     @classmethod
     def load(cls, model_dir) -> "GPTRewardModel":
         from safetensors.torch import load_file
-
-        from nanobert.tokenizers import load_tokenizer
 
         tensors = load_file(str(Path(model_dir) / "model.safetensors"))
         if "score.weight" not in tensors:
@@ -129,9 +128,6 @@ class BertReward(nn.Module):
 
     @classmethod
     def from_bert(cls, model_dir) -> "BertReward":
-        from nanobert.infer.pipelines import load_tokenizer_dir
-        from nanobert.model.bert import BertForSequenceClassification
-
         model = BertForSequenceClassification.from_pretrained(
             model_dir, BertForSequenceClassification.new_head_keys, num_labels=1, id2label={0: "reward"},
             label2id={"reward": 0}, problem_type="regression")

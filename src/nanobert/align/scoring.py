@@ -17,7 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from nanobert.align.reward import GPTRewardModel
 from nanobert.errors import NanobertError
+from nanobert.infer.pipelines import ClassifyPipeline
 
 Scorer = Callable[[Sequence[str]], np.ndarray]
 POSITIVE_NAMES = ("1", "positive", "pos")
@@ -67,10 +69,7 @@ def load_scorer(source: str | Path | Scorer, batch_size: int = 64) -> Scorer:
         raise NanobertError(f"{model_dir} is a {archs} model, not a classifier; pass a directory made by "
                             "`nanobert finetune` (a sentiment classifier) or `nanobert reward`")
     if archs.startswith("GPT2"):
-        from nanobert.align.reward import GPTRewardModel
-
         return GPTRewardModel.load(model_dir).scorer(batch_size)
-    from nanobert.infer.pipelines import ClassifyPipeline
 
     pipe = ClassifyPipeline(model_dir, batch_size=batch_size)
     pos = positive_index(config.get("id2label") or {})

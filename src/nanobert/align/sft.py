@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from nanobert.align.policy import Policy, labelled_logits
-from nanobert.align.preferences import read_sft_rows
+from nanobert.align.records import read_sft_rows
 from nanobert.data.causal import ExampleBatches, in_order, pad_examples
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
@@ -95,8 +96,6 @@ def sft(model_dir: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTCo
         resume: bool = False, callbacks=()) -> dict:
     """Fine-tune the GPT in `model_dir` on `data`; save `out_dir/model`; return (and write) results.json."""
     cfg = cfg or SFTConfig()
-    import torch
-
     torch.manual_seed(cfg.seed)
     rows = read_sft_rows(data)
     policy = Policy.load(model_dir)

@@ -15,6 +15,7 @@ writes into the output directory:
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,6 @@ def cut_prompt(sentence: str, rng: np.random.Generator) -> tuple[str, str]:
 
 def write_task_files(sst2_dir: str | Path, out_dir: str | Path, seed: int = 0) -> dict:
     """Write the task's files (see the module docstring); return their row counts."""
-    import json
-
     sst2_dir, out_dir = Path(sst2_dir), Path(out_dir)
     train, dev = read_sst2(sst2_dir / "train.tsv"), read_sst2(sst2_dir / "dev.tsv")
     rng = np.random.default_rng(seed)

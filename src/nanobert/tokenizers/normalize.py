@@ -29,7 +29,7 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
-from nanobert.tokenizers import unicode_compat as compat
+import nanobert.tokenizers.unicode_compat as compat
 
 log = logging.getLogger(__name__)
 
