@@ -21,6 +21,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from nanobert.data.textio import read_text
 from nanobert.errors import NanobertError
 
 T = TypeVar("T")
@@ -131,8 +132,6 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     options), then `--key value` overrides. The dataclasses check their own ranges (`check_fields`)."""
     data: dict = {}
     if path is not None:
-        from nanobert.data.textio import read_text  # here: nanobert.data imports this module's users
-
         path = Path(path)
         if not path.is_file():
             raise NanobertError(f"config file not found: {path}")

@@ -15,13 +15,12 @@ so a resumed run masks exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from nanobert.data import loaders
+from nanobert.data.loaders import BatchStream
 
 
 def continuation_table(tokenizer) -> torch.Tensor:
@@ -96,7 +95,7 @@ def _batch_seed(seed: int, epoch: int, index: int) -> int:
 class MaskedBatches:
     """Wraps a `BatchStream`: adds dynamic masks (`input_ids` masked, `labels`) seeded by the batch's position."""
 
-    def __init__(self, stream: "loaders.BatchStream", tokenizer, rate: float, seed: int, whole_word: bool = False):
+    def __init__(self, stream: BatchStream, tokenizer, rate: float, seed: int, whole_word: bool = False):
         self.stream, self.rate, self.seed = stream, rate, seed
         self.mask_id = tokenizer.mask_token_id
         self.special = special_table(tokenizer.special_ids | {tokenizer.pad_token_id}, tokenizer.vocab_size)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nanobert.data.labelled import BucketedBatches, Encoded
+from nanobert.data.tables import read_labelled
 from nanobert.distill.losses import IGNORE
 from nanobert.errors import NanobertError
-from nanobert.data.labelled import BucketedBatches, Encoded
 from nanobert.tasks.finetune import predict_logits
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ TEXT_SUFFIXES = (".txt", ".txt.gz")
 
 def read_texts(path, text_column: str | None = None, limit: int | None = None) -> list[str]:
     """Unlabelled text: one per non-empty line of a .txt(.gz) file, or the text column of a table (labels ignored)."""
-    from nanobert.data.tables import read_labelled
-
     path = Path(path)
     if not path.is_file():
         raise NanobertError(f"unlabelled file not found: {path}")

@@ -33,6 +33,7 @@ from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
 from nanobert.model.gpt import GPT, BigramLanguageModel, GPTConfig
 from nanobert.resources import ASSETS
+from nanobert.tokenizers import CharTokenizer, load_tokenizer
 from nanobert.train.loop import LoopConfig, evaluate, train
 from nanobert.train.metrics import perplexity
 
@@ -70,8 +71,6 @@ def prepare_data(cfg: CausalLMConfig) -> Path:
     inputs = cfg.inputs or [str(ASSETS / "janeausten")]
     tokenizer = None
     if cfg.tokenizer == "char":
-        from nanobert.tokenizers import CharTokenizer
-
         tokenizer = CharTokenizer.train(read_documents(inputs))
         log.info("character vocabulary: %d characters", tokenizer.vocab_size)
     pcfg = PrepareConfig(inputs=inputs, tokenizer="" if tokenizer else cfg.tokenizer, out_dir=str(data_dir),
@@ -99,8 +98,6 @@ def train_causal_lm(cfg: CausalLMConfig, resume: bool = False, callbacks=()) -> 
 
     Returns (and writes to `out_dir/results.json`) val loss, perplexity, steps, tokens, seconds.
     """
-    from nanobert.tokenizers import load_tokenizer
-
     if cfg.model_type not in ("gpt", "bigram"):
         raise NanobertError(f"unknown model_type {cfg.model_type!r}; use gpt or bigram")
     torch.manual_seed(cfg.seed)

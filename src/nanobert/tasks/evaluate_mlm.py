@@ -27,8 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from nanobert.config import check_fields
+from nanobert.data.loaders import TokenShards, collate
 from nanobert.data.masking import mask_tokens, special_table
+from nanobert.data.prepare import pack_sentences, split_sentences
+from nanobert.data.sources import expand_inputs, read_documents
 from nanobert.errors import NanobertError
+from nanobert.model.bert import BertForMaskedLM, load_model
+from nanobert.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,6 @@ class MLMEvalConfig:
 
 
 def _shard_sequences(data_dir: Path, split: str, tokenizer) -> Iterator[np.ndarray]:
-    from nanobert.data.loaders import TokenShards
-    from nanobert.tokenizers import load_tokenizer
-
     data = TokenShards(data_dir, split)
     theirs = load_tokenizer(data_dir / data.meta["tokenizer"]["dir"])
     if theirs.vocab_size != tokenizer.vocab_size or any(
@@ -65,9 +67,6 @@ def _shard_sequences(data_dir: Path, split: str, tokenizer) -> Iterator[np.ndarr
 
 
 def _text_sequences(path: Path, tokenizer, seq_len: int, text_column: str) -> Iterator[np.ndarray]:
-    from nanobert.data.prepare import pack_sentences, split_sentences
-    from nanobert.data.sources import expand_inputs, read_documents
-
     body_len = seq_len - 2
     if body_len < 1:
         raise NanobertError(f"seq-len {seq_len} leaves no room for text; use at least 3")
@@ -108,8 +107,6 @@ def masked_batches(sequences: list[np.ndarray], tokenizer, cfg: MLMEvalConfig) -
     Batch i is masked with a generator seeded by (cfg.seed, i); its noise table is (batch_size, longest
     sequence of all), so a batch's masks do not depend on how long its neighbours are.
     """
-    from nanobert.data.loaders import collate
-
     special = special_table(tokenizer.special_ids | {tokenizer.pad_token_id}, tokenizer.vocab_size)
     width = max(len(s) for s in sequences)
     for i, start in enumerate(range(0, len(sequences), cfg.batch_size)):
@@ -157,9 +154,6 @@ def evaluate_mlm(model_dir: str | Path, data: str | Path, cfg: MLMEvalConfig | N
 
     Returns {"accuracy", "loss", "perplexity", "masked_tokens", "sequences", "seed", "mask_rate", "data"}.
     """
-    from nanobert.model.bert import BertForMaskedLM, load_model
-    from nanobert.tokenizers import load_tokenizer
-
     cfg = cfg or MLMEvalConfig()
     if not 0 < cfg.mask_rate < 1:
         raise NanobertError(f"mask rate must be between 0 and 1, got {cfg.mask_rate}")

@@ -22,7 +22,9 @@ from nanobert.config import check_fields, to_dict
 from nanobert.data.loaders import BatchStream, TokenShards, read_meta
 from nanobert.data.masking import MaskedBatches
 from nanobert.errors import NanobertError
+from nanobert.model.bert import BertConfig, BertForMaskedLM
 from nanobert.model.layers import sinusoidal_positions
+from nanobert.tokenizers import load_tokenizer
 from nanobert.train import distributed
 from nanobert.train.loop import LoopConfig, LoopState, train
 
@@ -81,8 +83,6 @@ class PretrainConfig:
 
 def build_mlm_model(settings: ModelSettings, tokenizer, seq_len: int):
     """A BertForMaskedLM for `tokenizer`, checked against the data: vocab size and sequence length."""
-    from nanobert.model.bert import BertConfig, BertForMaskedLM
-
     if settings.init_from:
         model = BertForMaskedLM.from_pretrained(settings.init_from, hidden_dropout_prob=settings.dropout,
                                                 attention_probs_dropout_prob=settings.dropout).train()
@@ -168,8 +168,6 @@ class _SaveFinalModel:
             weights, _ = distributed.full_state(model)  # a collective: every process
             if not state.info.is_main:
                 return
-            from nanobert.model.bert import BertForMaskedLM
-
             model = BertForMaskedLM(model.config)
             model.load_state_dict(weights)
         if not state.info.is_main:
@@ -184,8 +182,6 @@ class _SaveFinalModel:
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopState:
     """Run MLM pretraining as `cfg` says (see the module docstring); returns the loop's final state."""
-    from nanobert.tokenizers import load_tokenizer
-
     meta = read_meta(cfg.data.dir)
     tokenizer = load_tokenizer(Path(cfg.data.dir) / meta["tokenizer"]["dir"])
     if getattr(tokenizer, "mask_token_id", None) is None:

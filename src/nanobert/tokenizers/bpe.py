@@ -32,6 +32,7 @@ from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
 from nanobert.tokenizers.base import Tokenizer, read_whole_text
 from nanobert.tokenizers.normalize import WHITESPACE
+from nanobert.tokenizers.trainer import count_words, learn_merges
 
 EOT = "<|endoftext|>"
 _WS = " \\t\\n\\x0b\\x0c\\r"
@@ -136,8 +137,6 @@ class ByteLevelBPETokenizer(Tokenizer):
     def train(cls, files_or_texts, vocab_size: int = 50257, min_frequency: int = 2, progress: bool = False,
               special_tokens: tuple[str, ...] = (EOT,)) -> "ByteLevelBPETokenizer":
         """Learn merges from files (paths) or an iterable of strings, from the 256 bytes up to `vocab_size`."""
-        from nanobert.tokenizers.trainer import count_words, learn_merges
-
         table = bytes_to_unicode()
         counts = count_words(files_or_texts, pretokenize, progress=progress)
         words = {tuple(table[b] for b in w.encode("utf-8", "surrogatepass")): c for w, c in counts.items()}

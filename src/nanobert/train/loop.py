@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from nanobert.config import check_fields
 from nanobert.errors import NanobertError
 from nanobert.train import checkpoints, distributed
 from nanobert.train.flops import FlopModel, flop_model, peak_flops
@@ -84,8 +85,6 @@ class LoopConfig:
     plots: bool = True  # write loss.png / accuracy.png at the end
 
     def __post_init__(self):
-        from nanobert.config import check_fields
-
         check_fields(self, {
             "max_steps": ">= 1", "time_limit_min": ">= 0", "lr": "> 0", "min_lr": ">= 0", "warmup_steps": ">= 0",
             "decay_steps": ">= 0", "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
