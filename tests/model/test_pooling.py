@@ -149,3 +149,30 @@ def test_finetune_pooling_option(tmp_path):
     assert default.config.classifier_pooling == "cls" and default.bert.pooler is not None
     with pytest.raises(NanobertError, match="pooling must be cls or mean"):
         FinetuneConfig(pooling="max")
+
+
+@pytest.mark.slow
+def test_cli_finetune_pooling_mean_then_evaluate(tmp_path, shared_data, minilm_dir):
+    from nanobert.cli import main
+    from nanobert.infer.pipelines import ClassifyPipeline
+    from nanobert.tokenizers.wordpiece import WordPieceTokenizer
+
+    tok = WordPieceTokenizer.load(minilm_dir)
+    lines = (shared_data / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "train.tsv").write_text("\n".join(lines[:101]) + "\n", encoding="utf-8")
+    (tmp_path / "dev.tsv").write_text("\n".join([lines[0], *lines[101:141]]) + "\n", encoding="utf-8")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig.from_dict(TINY)).save_pretrained(
+        tmp_path / "mlm", tokenizer=tok)
+    out = tmp_path / "cls"
+    assert main(["finetune", "--model", str(tmp_path / "mlm"), "--train", str(tmp_path / "train.tsv"),
+                 "--validation", str(tmp_path / "dev.tsv"), "--out", str(out), "--pooling", "mean", "--epochs", "1",
+                 "--no-progress", "--threads", "1"]) == 0
+    assert json.loads((out / "config.json").read_text())["classifier_pooling"] == "mean"
+    assert main(["evaluate", "--model", str(out), "--data", str(tmp_path / "dev.tsv"),
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    texts = [line.split("\t")[0] for line in lines[101:141]]
+    truth = [int(line.split("\t")[1]) for line in lines[101:141]]
+    predicted = [int(p["label"]) for p in ClassifyPipeline(out, batch_size=1)(texts)]
+    accuracy = np.mean(np.asarray(predicted) == np.asarray(truth))
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == pytest.approx(accuracy)
