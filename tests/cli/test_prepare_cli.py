@@ -59,3 +59,20 @@ def test_prepare_replaces_only_its_own_output_and_only_with_overwrite(tmp_path, 
     assert json.loads((out / "meta.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "other"]
     assert _prepare([ASSET], tok, tok, "--overwrite") == 2  # another command's output
+
+
+def test_prepare_dedup_flags(tmp_path, tok, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "It was a bright cold day in April, and the clocks were striking thirteen. " * 3
+    for i in range(4):  # the same document four times
+        (corpus / f"copy{i}.txt").write_text(text, encoding="utf-8")
+    assert _prepare([corpus], tok, tmp_path / "near", "--dedup", "near", "--near-threshold", "0.9",
+                    "--val-fraction", "0", "--test-fraction", "0") == 0
+    meta = json.loads((tmp_path / "near" / "meta.json").read_text(encoding="utf-8"))
+    assert meta["documents"] == 1 and meta["filters"]["documents_in"] == 4
+    assert meta["filters"]["removed"]["exact_duplicate"] == 3 and meta["filters"]["settings"]["threshold"] == 0.9
+    with pytest.raises(SystemExit) as exit_:
+        _prepare([corpus], tok, tmp_path / "bad", "--dedup", "fuzzy")
+    assert exit_.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

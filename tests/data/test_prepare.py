@@ -158,3 +158,32 @@ def test_damaged_prepared_data_is_one_clear_error(tmp_path, tok, corpus):
         (out / "meta.json").write_text(text)
         with pytest.raises(NanobertError, match="meta.json"):
             read_meta(out)
+
+
+def _repeated_corpus(d):
+    """Six distinct articles, each written three times (one copy with different case and punctuation)."""
+    articles = [f" = Topic {name} = \n\nThe {name} valley holds {n} old farms and a mill by the river. "
+                f"Walkers come in spring to see the {name} orchards flower along the road."
+                for n, name in enumerate(["north", "south", "east", "west", "upper", "lower"], start=2)]
+    copies = [a.replace("The ", "the ").replace(".", " .") for a in articles]
+    (d / "wiki.txt").write_text("\n".join(articles + articles + copies) + "\n", encoding="utf-8")
+    return d
+
+
+def test_dedup_exact_prepares_fewer_sequences_and_counts_them(tok, tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = _repeated_corpus(tmp_path / "corpus")
+    base = dict(inputs=[str(corpus)], seq_len=32, val_fraction=0.0, test_fraction=0.0, num_workers=1, min_tokens=2)
+    plain = prepare(PrepareConfig(out_dir=str(tmp_path / "plain"), **base), tokenizer=tok, progress=False)
+    exact = prepare(PrepareConfig(out_dir=str(tmp_path / "exact"), dedup="exact", **base), tokenizer=tok,
+                    progress=False)
+    assert plain["filters"] is None and plain["documents"] == 18
+    assert exact["documents"] == 6
+    assert exact["splits"]["train"]["sequences"] * 3 == plain["splits"]["train"]["sequences"]
+    saved = json.loads((tmp_path / "exact" / "meta.json").read_text(encoding="utf-8"))
+    f = saved["filters"]
+    assert f["documents_in"] == 18 and f["documents_out"] == 6 and f["removed"]["exact_duplicate"] == 12
+    assert f["settings"]["dedup"] == "exact"
+    with pytest.raises(NanobertError, match="threshold"):
+        prepare(PrepareConfig(out_dir=str(tmp_path / "bad"), dedup="near", near_threshold=1.5, **base), tokenizer=tok)
+    assert not (tmp_path / "bad").exists()

@@ -56,7 +56,11 @@ def test_demo_pretraining_learns(demo_run):
 def test_demo_classifiers_and_export(demo_run):
     summary = json.loads((demo_run / "summary.json").read_text())
     runs = summary["finetune"]
-    assert {"ours-full", "ours-lora-r8"} <= set(runs)
+    assert {"ours-full", "ours-random", "ours-lora-r8"} <= set(runs)
+    own = json.loads((demo_run / "finetune" / "ours-full" / "config.json").read_text())
+    assert own["classifier_pooling"] == "mean"  # masked-LM pretraining leaves [CLS] untrained
+    control = json.loads((demo_run / "finetune" / "ours-random" / "finetune.json").read_text())
+    assert control["init"] == "random" and control["pooling"] == "mean"
     for name, m in runs.items():
         metrics = json.loads((demo_run / "finetune" / name / "metrics.json").read_text())
         assert metrics["accuracy"] == m["accuracy"] and 0.0 <= m["accuracy"] <= 1.0
@@ -68,7 +72,9 @@ def test_demo_classifiers_and_export(demo_run):
     export = summary["export"]
     assert export["fp32_max_abs_diff"] <= 1e-4
     assert set(export["batch1_latency_ms"]) == {"pytorch", "onnxruntime-int8"}
-    assert "| ours-full |" in (demo_run / "summary.md").read_text()
+    assert export["model"] != "ours-random"  # the control is shown, never exported
+    md = (demo_run / "summary.md").read_text()
+    assert "| ours-full |" in md and "| ours-random |" in md and "pretraining is worth" in md
 
 
 @pytest.mark.slow

@@ -36,6 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--min-tokens", type=int, default=d.min_tokens, help="drop shorter sequences")
     p.add_argument("--text-column", default=d.text_column, help="text field of JSONL / parquet inputs")
     p.add_argument("--workers", type=int, default=d.num_workers, help="tokenizing processes (0: one per core)")
+    p.add_argument("--dedup", choices=("none", "exact", "near"), default=d.dedup,
+                   help="drop duplicate documents first: exact copies (and lines copied from earlier documents), or "
+                   "also near copies (MinHash); either also drops very short or mostly non-letter documents")
+    p.add_argument("--near-threshold", type=float, default=d.near_threshold,
+                   help="near: estimated Jaccard similarity of 5-word shingles at which a document is a copy")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -44,8 +49,14 @@ def run(args) -> int:
     cfg = PrepareConfig(inputs=args.inputs, tokenizer=args.tokenizer, out_dir=args.out, seq_len=args.seq_len,
                         mode=args.mode, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                         seed=args.seed, shard_size=args.shard_size, min_tokens=args.min_tokens,
-                        text_column=args.text_column, num_workers=args.workers)
+                        text_column=args.text_column, num_workers=args.workers, dedup=args.dedup,
+                        near_threshold=args.near_threshold)
     meta = prepare(cfg, progress=not args.no_progress, overwrite=args.overwrite)
+    if meta["filters"] is not None:
+        f = meta["filters"]
+        removed = ", ".join(f"{k} {v:,}" for k, v in f["removed"].items() if v)
+        log.info("filters: %s of %s documents kept (%s; %s copied lines cut)", f"{f['documents_out']:,}",
+                 f"{f['documents_in']:,}", removed or "none removed", f"{f['duplicate_lines']:,}")
     for split, m in meta["splits"].items():
         log.info("%-5s %10s sequences %12s tokens in %d shard(s)", split, f"{m['sequences']:,}",
                  f"{m['tokens']:,}", len(m["shards"]))

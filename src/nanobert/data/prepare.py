@@ -20,7 +20,9 @@ sequences as two `.npy` files (np.load(..., mmap_mode="r")):
     train-00000.offsets.npy   int64, sequence i is tokens[offsets[i]:offsets[i + 1]]
 
 plus `meta.json` (tokenizer, sequence length, counts, split fractions, seed) and the tokenizer itself
-in `tokenizer/`. Tokenization runs in `num_workers` processes.
+in `tokenizer/`. Tokenization runs in `num_workers` processes. With `dedup` "exact" or "near" the
+documents first go through `data.dedup.DocumentFilter` (quality filters, duplicate documents and
+lines), and meta.json's "filters" says what it removed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from nanobert.data.dedup import DedupConfig, DocumentFilter
 from nanobert.data.sources import expand_inputs, read_documents
 from nanobert.errors import NanobertError
 from nanobert.fileio import output_dir
@@ -62,6 +65,8 @@ class PrepareConfig:
     text_column: str = "text"  # field holding the text in JSONL / parquet inputs
     num_workers: int = 0  # tokenizing processes; 0: one per CPU core
     chunk_docs: int = 64  # documents handed to a worker at a time
+    dedup: str = "none"  # none | exact | near: drop duplicate documents (and low-quality ones) first (data.dedup)
+    near_threshold: float = 0.8  # near: estimated Jaccard similarity at which a document counts as a copy
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -191,6 +196,9 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite
         raise NanobertError(f"unknown mode {cfg.mode!r}; use segment or split")
     if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
         raise NanobertError("val-fraction and test-fraction must be in [0, 1) and sum to less than 1")
+    filt = DocumentFilter(DedupConfig(dedup=cfg.dedup, threshold=cfg.near_threshold)) if cfg.dedup != "none" else None
+    if cfg.dedup == "none" and not 0 < cfg.near_threshold <= 1:
+        raise NanobertError(f"near-threshold must be in (0, 1], got {cfg.near_threshold}")
     files = expand_inputs(cfg.inputs)
     if tokenizer is None:
         if not cfg.tokenizer:
@@ -204,6 +212,8 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite
     bounds = np.cumsum([cfg.val_fraction, cfg.test_fraction])  # u < val -> val; < val+test -> test; else train
     out_path = Path(cfg.out_dir)
     docs = read_documents(files, cfg.text_column)
+    if filt is not None:
+        docs = filt(docs)
     n_docs = 0
     inputs = files + ([Path(cfg.tokenizer)] if cfg.tokenizer else [])
     with output_dir(out_path, "prepare", inputs, overwrite) as tmp:
@@ -264,6 +274,7 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite
             "fractions": {"val": cfg.val_fraction, "test": cfg.test_fraction},
             "inputs": [str(f) for f in files],
             "documents": n_docs,
+            "filters": filt.report() if filt is not None else None,
             "splits": {s: {"sequences": w.sequences, "tokens": w.tokens, "shards": w.shards}
                        for s, w in writers.items()},
             "config": asdict(cfg),

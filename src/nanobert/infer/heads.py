@@ -6,8 +6,8 @@ give the same function.
 
 - `MaskedLMHead`: vocabulary logits only at the [MASK] positions, (M, V) in row-major order of the
   masks, so a batch of 32 long texts never materialises (32, 128, 30522) logits;
-- `ClassifierHead`: (B, num_labels) logits, with the last layer run for [CLS] only (the one
-  position the classifier reads);
+- `ClassifierHead`: (B, num_labels) logits; with [CLS] pooling the last layer runs for [CLS] only
+  (the one position the classifier reads), with mean pooling for every token;
 - `EmbeddingHead`: mean of the last hidden states over real tokens, L2-normalised, (B, H), which
   is what sentence-transformers computes for all-MiniLM-L6-v2.
 """
@@ -17,14 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average `hidden` (B, T, H) over the positions where `attention_mask` (B, T) is 1 -> (B, H).
-
-    Example: hidden [[[1.], [3.], [100.]]], mask [[1, 1, 0]] -> [[2.]] (the padding is ignored).
-    """
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+from nanobert.model.bert import mean_pool  # noqa: F401  (re-exported: nanobert.infer.heads.mean_pool)
 
 
 class EmbeddingHead(nn.Module):
@@ -44,13 +37,14 @@ class ClassifierHead(nn.Module):
 
     The classifier reads only the pooled [CLS] vector, so the last layer runs for [CLS] alone
     (`BertModel.forward(..., cls_only=True)`, the layer's `first_only` option): the same logits
-    for about a seventh less work on a 6-layer model.
+    for about a seventh less work on a 6-layer model. A mean-pooling classifier
+    (`classifier_pooling: "mean"`) reads every token, so it runs the whole model.
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model  # a BertForSequenceClassification
-        self.cls_only = model.bert.pooler is not None
+        self.cls_only = getattr(model.config, "classifier_pooling", "cls") == "cls" and model.bert.pooler is not None
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         if not self.cls_only:

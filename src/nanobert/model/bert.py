@@ -20,7 +20,7 @@ from torch import nn
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir
 from nanobert.model import checkpoint_io
-from nanobert.model.config import PRESETS, BertConfig, read_config_json  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
+from nanobert.model.config import OWN_MODEL_TYPE, PRESETS, BertConfig, read_config_json  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
 from nanobert.model.layers import ACTIVATIONS, TransformerLayer, additive_mask, make_norm, sinusoidal_positions, tracing
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,13 @@ class PreTrained(nn.Module):
         if require_hf and not self.config.hf_compatible:
             raise NanobertError(
                 "this model uses variants transformers' BERT cannot run (pre_layer_norm, rmsnorm, sinusoidal "
-                "positions or no bias); it can only be saved in nanobert's own format (model_type nanobert_bert)"
+                "positions, no bias or classifier_pooling 'mean'); it can only be saved in nanobert's own format "
+                "(model_type nanobert_bert)"
             )
+        if self.config.classifier_pooling == "mean" and hasattr(self, "classifier"):
+            log.warning("classifier_pooling is 'mean': saved as model_type %s, which transformers' "
+                        "BertForSequenceClassification cannot run (it reads [CLS] through a pooler); nanobert's "
+                        "classify, evaluate, serve and ONNX export read it", OWN_MODEL_TYPE)
         if tokenizer is not None and tokenizer.vocab_size > self.config.vocab_size:
             raise NanobertError(
                 f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {self.config.vocab_size}"
@@ -256,8 +261,23 @@ class BertForMaskedLM(PreTrained):
         return logits, F.cross_entropy(logits.float(), flat.index_select(0, idx))
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Average `hidden` (B, T, H) over the positions where `attention_mask` (B, T) is 1 -> (B, H); None: all.
+
+    Example: hidden [[[1.], [3.], [100.]]], mask [[1, 1, 0]] -> [[2.]] (the padding is ignored).
+    """
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
 class BertForSequenceClassification(PreTrained):
-    """BERT + dropout + linear on the pooled [CLS] vector: forward(...) -> (logits (B, num_labels), loss | None).
+    """BERT + dropout + linear on a sequence vector: forward(...) -> (logits (B, num_labels), loss | None).
+
+    The vector is `config.classifier_pooling`'s: "cls", the pooler (dense + tanh) on [CLS], as BERT and
+    transformers; "mean", the mean of the last hidden layer over real tokens, with no pooler (an
+    MLM-pretrained encoder never trains [CLS], so its mean carries more than its [CLS]).
 
     Loss as in transformers: MSE when num_labels == 1 (regression), cross-entropy for integer
     labels, binary cross-entropy for float multi-hot labels; or as `config.problem_type` says.
@@ -269,14 +289,16 @@ class BertForSequenceClassification(PreTrained):
         super().__init__()
         self.config = config
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=True)
+        self.bert = BertModel(config, add_pooling_layer=config.classifier_pooling == "cls")
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels, bias=config.use_bias)
         self.classifier.apply(self._init_weights)  # the encoder initialised itself
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        _, pooled = self.bert(input_ids, attention_mask, token_type_ids)  # (B, H)
+        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H), (B, H) | None
+        if pooled is None:  # classifier_pooling "mean"
+            pooled = mean_pool(hidden, attention_mask)  # (B, H)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         if labels is None:
             return logits, None

@@ -66,6 +66,9 @@ class BertConfig:
     label2id: dict[str, int] | None = None
     classifier_dropout: float | None = None  # None: use hidden_dropout_prob
     problem_type: str | None = None  # None: regression if num_labels == 1, else from the label dtype
+    # "cls": pooler on [CLS] (BERT); "mean": masked mean of the last layer over real tokens, no pooler (ModernBERT's
+    # key); transformers' BertForSequenceClassification only computes "cls"
+    classifier_pooling: str = "cls"
     # Architecture variants; the defaults are BERT (and the only ones transformers can load).
     position_embedding_type: str = "absolute"  # "absolute": learned table; "sinusoidal": fixed sin/cos
     pre_layer_norm: bool = False  # False: norm after each residual (BERT); True: before (stabler when deep)
@@ -82,6 +85,8 @@ class BertConfig:
                 f"position_embedding_type {self.position_embedding_type!r} is not supported; "
                 "use 'absolute' (learned, BERT) or 'sinusoidal'"
             )
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise NanobertError(f"classifier_pooling {self.classifier_pooling!r} is not supported; use 'cls' or 'mean'")
         if self.norm_type not in ("layernorm", "rmsnorm"):
             raise NanobertError(f"norm_type {self.norm_type!r} is not supported; use 'layernorm' or 'rmsnorm'")
         if self.id2label is not None:
@@ -97,12 +102,17 @@ class BertConfig:
 
     @property
     def hf_compatible(self) -> bool:
-        """True when `transformers.BertModel` computes exactly this architecture."""
+        """True when transformers' BERT computes exactly this architecture (encoder and, for a classifier, its head).
+
+        Mean pooling makes it False: transformers' BertForSequenceClassification would read [CLS] through a
+        pooler that such a checkpoint does not have, and give other predictions without an error.
+        """
         return (
             self.position_embedding_type == "absolute"
             and not self.pre_layer_norm
             and self.norm_type == "layernorm"
             and self.use_bias
+            and self.classifier_pooling == "cls"
         )
 
     @property

@@ -24,7 +24,7 @@ from nanobert.config import check_fields
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
 from nanobert.model import checkpoint_io
-from nanobert.model.bert import BertModel, PreTrained, check_vocab_file
+from nanobert.model.bert import BertModel, PreTrained, check_vocab_file, mean_pool
 from nanobert.model.config import BertConfig
 
 TABULAR_FILE = "tabular.json"
@@ -83,7 +83,7 @@ class BertForTabularClassification(PreTrained):
         super().__init__()
         self.config, self.stats = config, stats
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=True)
+        self.bert = BertModel(config, add_pooling_layer=config.classifier_pooling == "cls")
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.tabular = nn.Linear(len(stats.columns), stats.hidden)
@@ -93,7 +93,9 @@ class BertForTabularClassification(PreTrained):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, tabular=None, labels=None):
         if tabular is None:
             raise NanobertError(f"this model needs the tabular columns {', '.join(self.stats.columns)}")
-        _, pooled = self.bert(input_ids, attention_mask, token_type_ids)  # (B, H)
+        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H), (B, H) | None
+        if pooled is None:  # classifier_pooling "mean"
+            pooled = mean_pool(hidden, attention_mask)  # (B, H)
         features = F.gelu(self.tabular(tabular.to(pooled.dtype)))  # (B, T)
         logits = self.classifier(torch.cat([self.dropout(pooled), features], dim=-1))  # (B, H+T) -> (B, K)
         loss = None if labels is None else F.cross_entropy(logits.float(), labels.reshape(-1).long())

@@ -76,6 +76,9 @@ class FinetuneConfig:
     init: str = "pretrained"  # pretrained | random: same architecture and tokenizer, weights re-initialised
     # (the control for what pretraining buys)
     classifier_dropout: float | None = None  # None: the checkpoint's hidden_dropout_prob (0.1 for BERT)
+    pooling: str | None = None  # cls | mean: the classifier reads [CLS] through the pooler, or the mean over real
+    # tokens (better for an MLM-only checkpoint, whose [CLS] is never trained; transformers cannot run it);
+    # None: the checkpoint's classifier_pooling ("cls" for Hugging Face checkpoints)
     keep: str = "loss"  # which epoch's weights to keep: lowest validation loss, highest accuracy, or the last
     # --- LoRA (lora.r = 0: full fine-tuning)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
@@ -98,6 +101,8 @@ class FinetuneConfig:
             "tabular_hidden": ">= 1", "eval_batch_size": ">= 1", "bucket_batches": ">= 1", "checkpoint_every": ">= 1",
             "threads": ">= 1"}, {"keep": list(KEEP_RULES), "precision": list(PRECISIONS),
                                  "init": ["pretrained", "random"]})
+        if self.pooling not in (None, "cls", "mean"):
+            raise NanobertError(f"pooling must be cls or mean, got {self.pooling!r}")
         if isinstance(self.lora, dict):  # dataclasses.replace / from_dict hand over a LoRAConfig; a plain dict too
             self.lora = LoRAConfig(**self.lora)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -151,6 +156,8 @@ def build_classifier(model_dir, labels: LabelMap, cfg: FinetuneConfig, stats: Ta
     overrides = dict(num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id)
     if cfg.classifier_dropout is not None:
         overrides["classifier_dropout"] = cfg.classifier_dropout
+    if cfg.pooling is not None:
+        overrides["classifier_pooling"] = cfg.pooling
     old = BertConfig.from_pretrained(model_dir)
     same_head = old.num_labels == len(labels) and old.id2label is not None and \
         {str(v) for v in old.id2label.values()} == set(labels.names)
