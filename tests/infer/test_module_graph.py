@@ -13,12 +13,10 @@ import nanobert
 
 SRC = Path(nanobert.__file__).resolve().parent.parent
 LAZY = {"nanobert.infer.serve"}  # imports its pipelines when the app is made, so `nanobert serve --help` needs no torch
-# checked once the pooling change lands
-PENDING = {"nanobert.tasks.demo", "nanobert.tasks.finetune", "nanobert.data.prepare"}
 
 
 def _lazy_allowed(name: str) -> bool:
-    return name == "nanobert.cli" or name.startswith("nanobert.cli.") or name in LAZY or name in PENDING
+    return name == "nanobert.cli" or name.startswith("nanobert.cli.") or name in LAZY
 
 
 def _modules() -> dict[str, Path]:

@@ -43,6 +43,7 @@ from nanobert.data.dedup import DedupConfig, DocumentFilter
 from nanobert.data.sources import expand_inputs, read_documents
 from nanobert.errors import NanobertError
 from nanobert.fileio import output_dir
+from nanobert.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 FORMAT = "nanobert-token-shards-1"
@@ -203,7 +204,6 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite
     if tokenizer is None:
         if not cfg.tokenizer:
             raise NanobertError("no tokenizer given; pass --tokenizer DIR (a directory with vocab.txt)")
-        from nanobert.tokenizers import load_tokenizer
         tokenizer = load_tokenizer(cfg.tokenizer)
     layout = _Layout(tokenizer, cfg.seq_len)
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32

@@ -37,10 +37,22 @@ import torch
 from tqdm.auto import tqdm
 
 from nanobert.config import check_fields
+from nanobert.data.loaders import BatchStream, TokenShards
+from nanobert.data.masking import MaskedBatches
+from nanobert.data.prepare import PrepareConfig, prepare
+from nanobert.data.sources import read_documents
 from nanobert.data.tables import read_table
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
+from nanobert.infer.onnx import export_onnx
+from nanobert.infer.pipelines import ClassifyPipeline, FillMaskPipeline
+from nanobert.infer.report import mask_and_predict, write_report
+from nanobert.model.lora import LoRAConfig
 from nanobert.resources import ASSETS, find_minilm
+from nanobert.tasks.finetune import FinetuneConfig, finetune
+from nanobert.tasks.pretrain import PretrainConfig, build_mlm_model, pretrain
+from nanobert.tokenizers import WordPieceTokenizer, load_tokenizer
+from nanobert.train.loop import LoopConfig
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +153,6 @@ def _steps_for(model, batch: dict, minutes: float) -> int:
 
 def _phase(run: Path, name: str, data: str, seq_len: int, steps: int, plan: _Plan, cfg: DemoConfig, **train):
     """A PretrainConfig for one phase: the mini BERT, batches of `plan.seq_len` x 16 tokens whatever the length."""
-    from nanobert.tasks.pretrain import PretrainConfig
-    from nanobert.train.loop import LoopConfig
 
     pcfg = PretrainConfig(out_dir=str(run / name), seed=cfg.seed, samples=FILL_MASK_SENTENCES[:2])
     # configs/mlm-cpu.toml's choices for a short CPU run: 40% masking, no dropout, a high learning rate
@@ -165,11 +175,6 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     runs on `short_seq_len`-token sequences of a model that already has `plan.seq_len` positions;
     the second continues from it on full-length sequences. Both phases see the same tokens a step.
     """
-    from nanobert.data.loaders import BatchStream, TokenShards
-    from nanobert.data.prepare import PrepareConfig, prepare
-    from nanobert.data.masking import MaskedBatches
-    from nanobert.tasks.pretrain import build_mlm_model, pretrain
-    from nanobert.tokenizers import WordPieceTokenizer, load_tokenizer
 
     t0 = time.perf_counter()
     tokenizer = WordPieceTokenizer.train([str(p) for p in plan.novels], vocab_size=plan.vocab_size,
@@ -218,9 +223,6 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
 
 
 def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
-    from nanobert.data.sources import read_documents
-    from nanobert.infer.pipelines import FillMaskPipeline
-    from nanobert.infer.report import mask_and_predict, write_report
 
     pipe = FillMaskPipeline(run / "pretrain" / "model")
     predictions = {text: [[(c["word"], round(c["score"], 3)) for c in mask] for mask in preds]
@@ -235,8 +237,6 @@ def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
 
 
 def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
-    from nanobert.model.lora import LoRAConfig
-    from nanobert.tasks.finetune import FinetuneConfig, finetune
 
     rows = _read_sst2("train")
     random.Random(cfg.seed).shuffle(rows)
@@ -268,8 +268,6 @@ def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
 
 
 def _export(run: Path, best: str, cfg: DemoConfig) -> dict:
-    from nanobert.infer.onnx import export_onnx
-    from nanobert.infer.pipelines import ClassifyPipeline
 
     model_dir = run / "finetune" / best
     result = export_onnx(model_dir, run / "classifier.int8.onnx", int8=True)

@@ -31,6 +31,7 @@ from nanobert.data.labelled import BucketedBatches, Encoded, collate_labelled, e
 from nanobert.data.tables import LabelMap, LabelledData, read_labelled
 from nanobert.errors import NanobertError
 from nanobert.fileio import remove_dead_temporaries, write_json, write_text
+from nanobert.infer.pipelines import ClassifyPipeline
 from nanobert.model.bert import BertForSequenceClassification
 from nanobert.model.config import BertConfig
 from nanobert.model.lora import LoRAConfig, apply_lora, count_parameters, merge_lora, save_adapter
@@ -366,8 +367,6 @@ def evaluate_classifier(model_dir, data_file, batch_size: int = 128, text_column
     text pairs and text + tabular models, which the pipeline does not read, by the model itself with the
     same limit.
     """
-    from nanobert.infer.pipelines import ClassifyPipeline
-
     if batch_size < 1:
         raise NanobertError(f"batch_size must be >= 1, got {batch_size}")
     cfg = read_settings(model_dir)
