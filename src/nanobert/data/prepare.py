@@ -187,19 +187,46 @@ class _ShardWriter:
         self.pending = []
 
 
+def _check_settings(cfg: PrepareConfig) -> None:
+    """Refuse settings prepare cannot honour, before anything is read or written."""
+    if cfg.mode not in ("segment", "split"):
+        raise NanobertError(f"unknown mode {cfg.mode!r}; use segment or split")
+    if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
+        raise NanobertError("val-fraction and test-fraction must be in [0, 1) and sum to less than 1")
+    if not 0 < cfg.near_threshold <= 1:
+        raise NanobertError(f"near-threshold must be in (0, 1], got {cfg.near_threshold}")
+
+
+def _meta(cfg: PrepareConfig, tokenizer, dtype, files: list[Path], n_docs: int, filt, writers: dict) -> dict:
+    """What meta.json records: the format, tokenizer, split sizes, filters and the settings used."""
+    return {
+        "format": FORMAT,
+        "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size,
+                      "source": str(cfg.tokenizer) if cfg.tokenizer else None, "dir": "tokenizer"},
+        "special_ids": {k: getattr(tokenizer, f"{k}_token_id", None)
+                        for k in ("cls", "sep", "pad", "mask", "unk", "eot")},
+        "dtype": np.dtype(dtype).name,
+        "seq_len": cfg.seq_len,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "fractions": {"val": cfg.val_fraction, "test": cfg.test_fraction},
+        "inputs": [str(f) for f in files],
+        "documents": n_docs,
+        "filters": filt.report() if filt is not None else None,
+        "splits": {s: {"sequences": w.sequences, "tokens": w.tokens, "shards": w.shards}
+                   for s, w in writers.items()},
+        "config": asdict(cfg),
+    }
+
+
 def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite: bool = False) -> dict:
     """Tokenize `cfg.inputs` into shards under `cfg.out_dir`; return the metadata written to meta.json.
 
     `tokenizer` defaults to `nanobert.tokenizers.load_tokenizer(cfg.tokenizer)`. An existing `out_dir`
     is replaced only when it is a previous output of prepare and `overwrite` is set (`fileio.output_dir`).
     """
-    if cfg.mode not in ("segment", "split"):
-        raise NanobertError(f"unknown mode {cfg.mode!r}; use segment or split")
-    if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
-        raise NanobertError("val-fraction and test-fraction must be in [0, 1) and sum to less than 1")
+    _check_settings(cfg)
     filt = DocumentFilter(DedupConfig(dedup=cfg.dedup, threshold=cfg.near_threshold)) if cfg.dedup != "none" else None
-    if cfg.dedup == "none" and not 0 < cfg.near_threshold <= 1:
-        raise NanobertError(f"near-threshold must be in (0, 1], got {cfg.near_threshold}")
     files = expand_inputs(cfg.inputs)
     if tokenizer is None:
         if not cfg.tokenizer:
@@ -261,24 +288,7 @@ def prepare(cfg: PrepareConfig, tokenizer=None, progress: bool = True, overwrite
             raise NanobertError(f"no text found in {', '.join(map(str, files))}: the corpus is empty "
                                 f"(or every sequence is shorter than min-tokens {cfg.min_tokens})")
         tokenizer.save(tmp / "tokenizer")
-        meta = {
-            "format": FORMAT,
-            "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size,
-                          "source": str(cfg.tokenizer) if cfg.tokenizer else None, "dir": "tokenizer"},
-            "special_ids": {k: getattr(tokenizer, f"{k}_token_id", None)
-                            for k in ("cls", "sep", "pad", "mask", "unk", "eot")},
-            "dtype": np.dtype(dtype).name,
-            "seq_len": cfg.seq_len,
-            "mode": cfg.mode,
-            "seed": cfg.seed,
-            "fractions": {"val": cfg.val_fraction, "test": cfg.test_fraction},
-            "inputs": [str(f) for f in files],
-            "documents": n_docs,
-            "filters": filt.report() if filt is not None else None,
-            "splits": {s: {"sequences": w.sequences, "tokens": w.tokens, "shards": w.shards}
-                       for s, w in writers.items()},
-            "config": asdict(cfg),
-        }
+        meta = _meta(cfg, tokenizer, dtype, files, n_docs, filt, writers)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %s: %s", out_path, ", ".join(f"{s} {m['sequences']:,} sequences / {m['tokens']:,} tokens"
                                                  for s, m in meta["splits"].items()))
