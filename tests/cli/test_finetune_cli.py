@@ -204,3 +204,18 @@ def test_evaluate_rejects_batch_size_zero(tiny_bert, sst2, capsys):
     assert main(["evaluate", "--model", str(tiny_bert), "--data", str(sst2[1]), "--batch-size", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "batch_size must be >= 1" in err[0]
+
+
+TRAIN_GPT_BAD = [(["--batch_size", "0"], "batch_size must be >= 1"),
+                 (["--val_fraction", "1.5"], "val_fraction must be [0, 1)"),
+                 (["--model_type", "lstm"], "model_type must be one of gpt, bigram"),
+                 (["--loop.max_steps", "0"], "max_steps must be >= 1")]
+
+
+@pytest.mark.parametrize("flags, message", TRAIN_GPT_BAD)
+def test_train_gpt_rejects_bad_settings_before_writing(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train-gpt", "--out_dir", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()

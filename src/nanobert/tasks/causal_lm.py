@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from nanobert.config import check_fields
 from nanobert.data.causal import CausalLMBatches, val_batches
 from nanobert.data.loaders import BatchStream, TokenShards
 from nanobert.data.prepare import PrepareConfig, prepare
@@ -58,6 +59,10 @@ class CausalLMConfig:
         n_positions=128, n_embd=128, n_layer=4, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         bos_token_id=None, eos_token_id=None))  # vocab_size and eos_token_id are set from the tokenizer
     loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self):
+        check_fields(self, {"val_fraction": "[0, 1)", "batch_size": ">= 1", "eval_batches": ">= 0",
+                            "num_workers": ">= 0"}, {"model_type": ("gpt", "bigram")})
 
 
 def prepare_data(cfg: CausalLMConfig) -> Path:
