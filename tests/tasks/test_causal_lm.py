@@ -117,4 +117,4 @@ def test_cli_train_gpt_overrides_and_errors(corpus, tmp_path, capsys):
     assert "unknown config key 'loop.max_stepz'" in capsys.readouterr().err
     assert main(["train-gpt", "--out_dir", str(tmp_path / "x"), "--model_type", "lstm", "--inputs", str(corpus),
                  "--loop.progress", "false"]) == 2
-    assert "unknown model_type 'lstm'" in capsys.readouterr().err
+    assert "model_type must be one of gpt, bigram, got 'lstm'" in capsys.readouterr().err
