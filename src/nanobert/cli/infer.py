@@ -6,11 +6,11 @@ The library is imported inside each command, so that building the parser does no
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
 
+from nanobert.data.textio import open_text
 from nanobert.errors import NanobertError
 
 ORDER = 50
@@ -27,28 +27,19 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise NanobertError(f"input file not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
-    opener = gzip.open if path.suffix == ".gz" else open
     texts = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f):
-                if "\x00" in line:
-                    raise NanobertError(f"{path} looks like a binary file (NUL byte on line {n + 1}); give a UTF-8 text file")
-                line = line.rstrip("\n")
-                if ".tsv" in path.suffixes:
-                    if n == 0:
-                        continue
-                    line = line.split("\t")[0]
-                if not line.strip() or (line.strip().startswith("=") and line.strip().endswith("=")):
+    with open_text(path, "input file") as f:  # UTF-8, .gz, binary and truncated files: one clear error each
+        for n, line in enumerate(f):
+            line = line.rstrip("\n")
+            if ".tsv" in path.suffixes:
+                if n == 0:
                     continue
-                texts.append(line.strip())
-                if limit and len(texts) >= limit:
-                    break
-    except UnicodeDecodeError as e:
-        raise NanobertError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x}: {e.reason}); texts are read as "
-                            "UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)") from None
-    except (OSError, EOFError) as e:  # a corrupt .gz
-        raise NanobertError(f"cannot read {path}: {e}") from None
+                line = line.split("\t")[0]
+            if not line.strip() or (line.strip().startswith("=") and line.strip().endswith("=")):
+                continue
+            texts.append(line.strip())
+            if limit and len(texts) >= limit:
+                break
     if not texts:
         raise NanobertError(f"{path} has no text lines")
     return texts
