@@ -100,3 +100,14 @@ def test_demo_refuses_a_non_empty_directory(tmp_path):
 def test_demo_refuses_too_few_minutes(tmp_path):
     with pytest.raises(NanobertError, match="too little"):
         run_demo(DemoConfig(out_dir=str(tmp_path / "x"), minutes=1))
+
+
+def test_the_full_plan_is_fixed_work_and_minutes_scale_and_cap_it():
+    from nanobert.tasks.demo import _plan
+
+    fixed = _plan(DemoConfig())
+    assert fixed.pretrain_steps == 1150 and fixed.pretrain_minutes is None  # no timing, no cap: same model anywhere
+    assert _plan(DemoConfig()) == fixed
+    half = _plan(DemoConfig(minutes=5))
+    assert half.pretrain_steps == 575 and half.pretrain_minutes == 3.75
+    assert half.minilm_examples == 2000 and fixed.minilm_examples == 4000

