@@ -111,3 +111,19 @@ def test_the_full_plan_is_fixed_work_and_minutes_scale_and_cap_it():
     half = _plan(DemoConfig(minutes=5))
     assert half.pretrain_steps == 575 and half.pretrain_minutes == 3.75
     assert half.minilm_examples == 2000 and fixed.minilm_examples == 4000
+
+
+def test_export_keeps_fp32_when_the_int8_check_refuses(demo_run, monkeypatch):
+    import nanobert.tasks.demo as demo
+
+    real = demo.export_onnx
+
+    def refusing(model_dir, out, int8=False, **kw):
+        if int8:
+            raise NanobertError("int8 quantisation loses quality however it is done")
+        return real(model_dir, out, **kw)
+
+    monkeypatch.setattr(demo, "export_onnx", refusing)
+    e = demo._export(demo_run, "ours-full", DemoConfig(quick=True))
+    assert e["int8_refused"] and e["onnx"].endswith("classifier.onnx") and (demo_run / "classifier.onnx").is_file()
+    assert set(e["batch1_latency_ms"]) == {"pytorch", "onnxruntime-fp32"}

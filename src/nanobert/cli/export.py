@@ -37,6 +37,7 @@ def _is_onnx(path: Path) -> bool:
 def _export(args) -> int:
     from nanobert.errors import NanobertError
     from nanobert.infer.onnx import export_onnx
+    from nanobert.infer.quant_check import Thresholds
 
     out = Path(args.out)
     if out.is_dir():
@@ -44,7 +45,9 @@ def _export(args) -> int:
     if out.exists() and not args.overwrite and not _is_onnx(out):
         raise NanobertError(f"{out} exists and is not an ONNX model; pass --overwrite to replace it, "
                             "or choose another output")
-    r = export_onnx(args.model, args.out, int8=args.int8, optimize=args.optimize, task=args.task, opset=args.opset, atol=args.atol)
+    thresholds = Thresholds(min_cosine=args.int8_min_cosine, min_agreement=args.int8_min_agreement)
+    r = export_onnx(args.model, args.out, int8=args.int8, optimize=args.optimize, task=args.task, opset=args.opset,
+                    atol=args.atol, int8_thresholds=thresholds)
     print(f"exported {args.model} ({r.task}) to {r.path}: {r.size_bytes / 2**20:.1f} MiB")
     print(f"  fp32 graph vs PyTorch: max abs diff {r.max_abs_diff:.2e} (limit {args.atol:g})")
     if r.fused_ops:
@@ -74,4 +77,9 @@ def register(sub) -> None:
     o.add_argument("--task", choices=["fill-mask", "classify", "embed"], default=None, help="what the graph computes (default: the model's own task)")
     o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     o.add_argument("--atol", type=float, default=1e-4, help="largest allowed fp32 difference from PyTorch (default 1e-4)")
+    o.add_argument("--int8-min-agreement", type=float, default=0.99,
+                   help="classifiers: the int8 graph must give the fp32 graph's label on this share of the probe "
+                   "sentences, or a safer scheme is tried and, failing all, nothing is written (default 0.99)")
+    o.add_argument("--int8-min-cosine", type=float, default=0.99,
+                   help="embeddings: the int8 graph's cosine to fp32 on every probe sentence (default 0.99)")
     o.set_defaults(func=_export)

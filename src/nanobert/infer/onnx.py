@@ -222,7 +222,8 @@ def _quantize_checked(src: Path, tmp: Path, tokenizer, task: str, max_length: in
         log.info("int8 (%s) fails the quality check: %s", name, "; ".join(report.failures))
         reports.append(f"{name}: {'; '.join(report.failures)}")
     raise NanobertError(f"int8 quantisation loses quality however it is done ({' | '.join(reports)}); "
-                        "nothing was written: export without --int8")
+                        "nothing was written: export without --int8, or accept the loss on purpose "
+                        "(--int8-min-agreement / --int8-min-cosine)")
 
 
 def _metadata(task: str, config: dict, tokenizer, max_length: int, diff: float, int8: str | None,
