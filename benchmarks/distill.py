@@ -33,20 +33,13 @@ from inference import read_sst2, timed_rounds  # noqa: E402
 from nanobert.infer.onnx import OrtRunner, export_onnx  # noqa: E402
 from nanobert.infer.pipelines import ClassifyPipeline  # noqa: E402
 from nanobert.tokenizers import load_tokenizer  # noqa: E402
+from nanobert.train.precision import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
 TARGET = 10.0
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def padded_batches(tokenizer, sentences: list[str], batch: int, max_length: int = 128,

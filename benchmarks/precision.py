@@ -28,7 +28,7 @@ from pretrain import SIZES, make_batches  # noqa: E402  (benchmarks/pretrain.py:
 
 from nanobert.model.bert import BertConfig, BertForMaskedLM  # noqa: E402
 from nanobert.train.loop import LoopConfig, train  # noqa: E402
-from nanobert.train.precision import _torch_cpu_bf16, cpu_bf16_flags, use_bf16  # noqa: E402
+from nanobert.train.precision import _torch_cpu_bf16, cpu_bf16_flags, cpu_name, use_bf16  # noqa: E402
 
 
 class _Record:
@@ -55,14 +55,6 @@ def run(precision: str, batches: list[dict], size: str, steps: int) -> _Record:
     return record
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import httpx
 
+from nanobert.train.precision import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 
@@ -71,12 +73,6 @@ async def health():
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def free_port() -> int:
@@ -230,7 +226,7 @@ def main() -> int:
     parser.add_argument("--skip-embed", action="store_true", help="leave out the /embed server")
     args = parser.parse_args()
 
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); python {platform.python_version()}; "
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical cores); python {platform.python_version()}; "
           f"{args.threads} model thread(s) per server; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     texts = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,6 +17,7 @@ on when benchmarks/precision.py shows a gain on the CPUs that matter; `precision
 from __future__ import annotations
 
 import functools
+import platform
 from pathlib import Path
 
 import torch
@@ -26,6 +27,17 @@ from nanobert.errors import NanobertError
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_BF16_ON_CPU = False  # "auto" picks bf16 on CPUs with bf16 instructions; off: not faster where measured
+
+
+def cpu_name(cpuinfo_path: str = "/proc/cpuinfo") -> str:
+    """The processor's model name (/proc/cpuinfo), for benchmarks to print; the platform's word where there is none."""
+    try:
+        for line in Path(cpuinfo_path).read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_bf16_flags(cpuinfo: str) -> list[str]:
