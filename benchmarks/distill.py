@@ -18,7 +18,6 @@ CPU, both figures, and the ratios against the target (>= 10x on both).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
