@@ -111,3 +111,25 @@ def test_existing_checkpoints_need_resume_and_resume_needs_a_checkpoint(tmp_path
         train(TinyMLM(), Batches(), cfg(max_steps=10), tmp_path)
     with pytest.raises(NanobertError, match="nothing to resume"):
         train(TinyMLM(), Batches(), cfg(max_steps=10), tmp_path / "new", resume=True)
+
+
+class LastAccuracy(TinyMLM):
+    """TinyMLM that also keeps the share of right argmax predictions of its last training forward."""
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        logits, loss = super().forward(input_ids, attention_mask, labels)
+        if self.training:
+            self.last = float((logits.argmax(-1) == labels[labels != -100]).float().mean())
+        return logits, loss
+
+
+def test_train_rows_hold_the_accuracy_of_their_step(tmp_path):
+    # the loop counts right predictions only on the steps that write a train row: those counts must be exact
+    torch.manual_seed(0)
+    model, seen = LastAccuracy(), {}
+    cb = type("Seen", (), {"on_step_end": lambda self, state: seen.__setitem__(state.step, model.last)})()
+    train(model, Batches(), cfg(max_steps=12, log_every=5, checkpoint_every=0), tmp_path, callbacks=[cb])
+    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()[1:]]
+    logged = {int(r[0]): float(r[3]) for r in rows if r[1] == "train"}
+    assert sorted(logged) == [5, 10, 12]
+    assert all(abs(logged[s] - seen[s]) < 1e-5 for s in logged) and max(logged.values()) > 0

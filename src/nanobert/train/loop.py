@@ -224,9 +224,11 @@ def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: 
 
 
 def _micro_steps(train_model, micro: list[dict], autocast, info: distributed.DistInfo,
-                 flops: FlopModel) -> torch.Tensor:
+                 flops: FlopModel, count: bool = True) -> torch.Tensor:
     """Step 3: forward and backward over this process's micro-batches, each weighted by its share of the
-    global targets. Returns (5,) float64 sums: weighted loss, correct, targets, tokens, model FLOPs."""
+    global targets. Returns (5,) float64 sums: weighted loss, correct, targets, tokens, model FLOPs.
+    `count=False` leaves correct at 0: the argmax over (M, V) logits costs as much as a layer, and only
+    the steps that write a train row use it."""
     counts = [_num_targets(b) for b in micro]
     total = distributed.all_reduce_sum(torch.tensor(float(sum(counts)), dtype=torch.float64)).item()
     sums = torch.zeros(5, dtype=torch.float64)
@@ -242,7 +244,7 @@ def _micro_steps(train_model, micro: list[dict], autocast, info: distributed.Dis
             with autocast():
                 logits, loss = train_model(**batch)
             (loss * weight).backward()
-        correct = count_correct(logits.detach(), batch["labels"])[0] if "labels" in batch else 0
+        correct = count_correct(logits.detach(), batch["labels"])[0] if count and "labels" in batch else 0
         tokens = _num_tokens(batch)
         seq_len = batch["input_ids"].shape[-1] if torch.is_tensor(batch.get("input_ids")) else 0
         sums += torch.tensor([loss.item() * weight / info.world_size, correct, counts[i], tokens,
@@ -274,6 +276,10 @@ class _Progress:
                         dynamic_ncols=True, unit="step")
         self.t_last, self.tokens_last, self.flops_last = time.perf_counter(), state.tokens, state.flops
 
+    def logs(self, step: int) -> bool:
+        """Whether step `step` writes a train row (every process answers alike: no rank-dependent sums)."""
+        return step % self.cfg.log_every == 0 or step == self.cfg.max_steps
+
     def log(self, state: LoopState, correct: float, n: float) -> None:
         now = time.perf_counter()
         seconds = max(now - self.t_last, 1e-9)
@@ -282,7 +288,7 @@ class _Progress:
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{state.loss:.3f}", lr=f"{state.lr:.2e}", tok_s=f"{tok_s:,.0f}",
                              mfu=f"{100 * mfu:.1f}%")
-        if self.logger and (state.step % self.cfg.log_every == 0 or state.step == self.cfg.max_steps):
+        if self.logger and self.logs(state.step):
             acc = correct / n if n else float("nan")
             self.logger.log(state.step, "train", loss=state.loss, accuracy=acc, perplexity=perplexity(state.loss),
                             lr=state.lr, tokens_per_s=tok_s, mfu=mfu)
@@ -354,7 +360,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
             except StopIteration:
                 log.warning("the batch iterator ran out at step %d; stopping", state.step)
                 break
-            sums = _micro_steps(train_model, micro, autocast, info, flops)
+            sums = _micro_steps(train_model, micro, autocast, info, flops, count=progress.logs(state.step + 1))
             # 4. clip; stop on a non-finite loss or gradient
             step_loss, correct, n, step_tokens, step_flops = _clip_and_check(model, sums, cfg.grad_clip, state.step,
                                                                              out_dir)
