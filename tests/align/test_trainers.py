@@ -15,6 +15,7 @@ from nanobert.align.reward import RewardConfig, train_reward
 from nanobert.align.scoring import load_scorer
 from nanobert.align.sft import CompletionLM, SFTConfig, encode_rows, sft
 from nanobert.data.causal import pad_examples
+from nanobert.errors import NanobertError
 from nanobert.model.gpt import GPT
 from nanobert.train.loop import LoopConfig
 
@@ -97,3 +98,25 @@ def test_ppo_logs_rollouts_and_resumes_bit_for_bit(gpt_dir, tmp_path, good_count
         assert torch.equal(x, y), name
     assert (tmp_path / "cut" / "ppo.csv").read_text() == (tmp_path / "full" / "ppo.csv").read_text()
     assert not torch.equal(a.transformer.wte.weight, GPT.from_pretrained(gpt_dir).transformer.wte.weight)
+
+
+@pytest.mark.parametrize("norm", ["initial", "batch", "none"])
+def test_ppo_reward_norm_scales_scores_as_documented(norm):
+    from nanobert.align.ppo import RolloutStream
+
+    stream = RolloutStream.__new__(RolloutStream)  # only the normalisation state is needed
+    stream.cfg, stream.score_stats = PPOConfig(reward_norm=norm), None
+    first, later = torch.tensor([1.0, 3.0, 5.0]), torch.tensor([5.0, 7.0, 9.0])
+    a, b = stream._normalise(first), stream._normalise(later)
+    if norm == "initial":  # the first rollout's mean 3 and std 2, kept: later scores are measured on that scale
+        assert torch.allclose(a, torch.tensor([-1.0, 0.0, 1.0])) and torch.allclose(b, torch.tensor([1.0, 2.0, 3.0]))
+        assert stream.score_stats == [3.0, 2.0]
+    elif norm == "batch":  # each rollout whitened anew: the better batch looks the same as the first
+        assert torch.allclose(a, b, atol=1e-5)
+    else:
+        assert torch.equal(a, first) and torch.equal(b, later)
+
+
+def test_ppo_refuses_an_unknown_reward_norm():
+    with pytest.raises(NanobertError, match="reward_norm"):
+        PPOConfig(reward_norm="rank")

@@ -4,7 +4,7 @@
 
 One cycle, repeated `rollouts` times (TRL's classic PPOTrainer, Ziegler et al. 2019):
 1. rollout: sample a completion for `batch_size` prompts with the KV cache; score `prompt +
-   completion` with the reward model (whitened over the batch when `whiten_rewards`); compute the
+   completion` with the reward model and normalise it (`reward_norm`, below); compute the
    policy's and the reference's log-probs and the value head's values of every completion token;
 2. rewards: -β·(log π - log π_ref) per token, + the score at the last token (`losses.kl_penalty_rewards`);
    advantages and returns by GAE; advantages whitened; β adapted towards `target_kl` if `adaptive_kl`;
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 STATS = ["reward", "shaped_reward", "kl", "kl_coef", "length", "entropy", "clip_fraction", "policy_loss",
          "value_loss", "approx_kl"]
+REWARD_NORMS = ("initial", "batch", "none")
 BUFFER_KEYS = ("input_ids", "attention_mask", "actions", "old_logp", "old_values", "advantages", "returns")
 
 
@@ -69,11 +70,21 @@ class PPOConfig:
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
-    whiten_rewards: bool = True  # whiten the scores over each rollout: the scale of the reward model drops out
+    # How the reward model's scores are scaled before the KL penalty is added:
+    # "initial": (score - m) / s with m, s the mean and std of the first rollout's scores, then fixed, so the
+    #   objective (score / β - KL) stays the same all run and β keeps its meaning; the scale of the reward model
+    #   drops out. "batch": whiten each rollout anew (TRL's classic `whiten` of scores): the policy is paid for
+    #   beating its own current average, so it keeps drifting and the KL grows until β alone stops it
+    #   (measured in docs/align.md). "none": the raw scores.
+    reward_norm: str = "initial"
     seed: int = 0
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         lr=1.41e-5, min_lr=1.41e-5, warmup_steps=0, schedule="constant", eval_every=10**9, checkpoint_every=64,
         grad_clip=1.0, weight_decay=0.0))
+
+    def __post_init__(self):
+        if self.reward_norm not in REWARD_NORMS:
+            raise NanobertError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}, got {self.reward_norm!r}")
 
     def steps_per_rollout(self) -> int:
         if self.minibatch_size < 1 or self.batch_size % self.minibatch_size:
@@ -128,6 +139,7 @@ class RolloutStream:
         self.model, self.reference, self.policy, self.score, self.cfg = model, reference, policy, score, cfg
         self.prompts, self.prompt_texts = prompts, prompt_texts
         self.rollout, self.kl_coef, self.index = 0, cfg.init_kl_coef, 0
+        self.score_stats: list[float] | None = None  # [mean, std] of the first rollout's scores ("initial")
         self.buffer: dict | None = None
         self.plan: list[np.ndarray] = []
         self.rollout_stats: dict = {}
@@ -146,6 +158,17 @@ class RolloutStream:
             picked.append(np.random.default_rng([self.cfg.seed, epoch]).permutation(n)[pos])
         return np.asarray(picked)
 
+    def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        norm = self.cfg.reward_norm
+        if norm == "batch":
+            return L.whiten(raw)
+        if norm == "initial":
+            if self.score_stats is None:
+                self.score_stats = [float(raw.mean()), float(raw.std()) if len(raw) > 1 else 1.0]
+            mean, std = self.score_stats
+            return (raw - mean) / max(std, 1e-6)
+        return raw
+
     @torch.no_grad()
     def _collect(self) -> None:
         cfg, pol = self.cfg, self.policy
@@ -162,7 +185,7 @@ class RolloutStream:
         batch = pad_examples([p + t for p, t in zip(prompts, tails)], [len(p) for p in prompts])
         texts = [self.prompt_texts[i] + pol.decode(c) for i, c in zip(idx, new)]
         raw = torch.as_tensor(np.asarray(self.score(texts), dtype=np.float32))  # (B,)
-        score = L.whiten(raw) if cfg.whiten_rewards else raw
+        score = self._normalise(raw)
         actions, mask = batch["labels"], batch["labels"] != -100
         self.model.eval()
         logp, values, _ = self.model.logp_values(batch["input_ids"], batch["attention_mask"], actions)
@@ -203,11 +226,13 @@ class RolloutStream:
     def state_dict(self) -> dict:
         buffer = None if self.buffer is None else {k: [str(v.dtype), v.tolist()] for k, v in self.buffer.items()}
         return {"rollout": self.rollout, "kl_coef": self.kl_coef, "index": self.index, "buffer": buffer,
+                "score_stats": self.score_stats,
                 "plan": [p.tolist() for p in self.plan], "rollout_stats": self.rollout_stats,
                 "update_stats": list(self.update_stats)}
 
     def load_state_dict(self, state: dict) -> None:
         self.rollout, self.kl_coef, self.index = int(state["rollout"]), float(state["kl_coef"]), int(state["index"])
+        self.score_stats = state.get("score_stats")
         dtypes = {"torch.int64": torch.long, "torch.float32": torch.float32, "torch.bool": torch.bool}
         self.buffer = None if state["buffer"] is None else {
             k: torch.tensor(v, dtype=dtypes[d]) for k, (d, v) in state["buffer"].items()}
