@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import logging
 from pathlib import Path
 
@@ -37,8 +38,8 @@ def read_texts(path, text_column: str | None = None, limit: int | None = None) -
         raise NanobertError(f"unlabelled file not found: {path}")
     if path.name.endswith(TEXT_SUFFIXES):
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            texts = [line.strip() for line in f if line.strip()]
+        with opener(path, "rt", encoding="utf-8") as f:  # read no further than `limit` texts
+            texts = list(itertools.islice((t for t in (line.strip() for line in f) if t), limit))
     else:
         texts = read_labelled(path, text_column=text_column, require_labels=False).texts
     if not texts:
@@ -60,9 +61,14 @@ def join(*parts: Encoded) -> Encoded:
                    np.concatenate([p.labels for p in parts]), None)
 
 
-def teacher_logits(teacher, rows: Encoded, pad_id: int, batch_size: int = 128) -> torch.Tensor:
-    """(N, K) float32 logits of the teacher on `rows`, in their order."""
-    return predict_logits(teacher, rows, pad_id, batch_size).float()
+def teacher_logits(teacher, rows: Encoded, pad_id: int, batch_size: int = 128, bf16: bool = False) -> torch.Tensor:
+    """(N, K) float32 logits of the teacher on `rows`, in their order; under bf16 autocast when `bf16`.
+
+    bf16 matters on CPUs with AMX: the teacher's forward over hundreds of thousands of rows runs ~3x faster.
+    """
+    device = next(teacher.parameters()).device
+    with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        return predict_logits(teacher, rows, pad_id, batch_size).float()
 
 
 def distill_batches(rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id: int, seed: int = 0,
