@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from nanobert.cli import main
 from nanobert.distill import DistillConfig, distill
@@ -70,12 +72,21 @@ def test_bad_augment_options_are_refused():
 def test_distill_with_augmentation_labels_the_variants(teacher_dir, splits, tmp_path):
     train, dev = splits
     cfg = DistillConfig(student="L1/H32", max_train_examples=48, epochs=1, batch_size=16, lr=1e-3, progress=False,
-                        threads=1, augment=AugmentConfig(n=2, k=3), teacher_precision="bf16")
+                        threads=1, augment=AugmentConfig(n=2, k=3), teacher_precision="bf16",
+                        teacher_logits_cache=str(tmp_path / "logits.safetensors"))
     report = distill(teacher_dir, train, dev, tmp_path / "out", cfg)
     assert 0 < report["augmented_examples"] <= 96 and report["unlabeled_examples"] == report["augmented_examples"]
     assert report["teacher_labelling_bf16"] is True and report["student_params"] < 60_000
     assert report["steps"] == -(-(48 + report["augmented_examples"]) // 16)
     assert json.loads((tmp_path / "out" / "distill.json").read_text())["augment"]["n"] == 2
+    assert not report["teacher_logits_cached"] and (tmp_path / "logits.safetensors").is_file()
+    # the same rows again: the cached logits, the same student bit for bit; other rows: labelled afresh
+    again = distill(teacher_dir, train, dev, tmp_path / "again", cfg)
+    assert again["teacher_logits_cached"] and again["accuracy"] == report["accuracy"]
+    assert torch.equal(load_file(tmp_path / "out" / "model.safetensors")["classifier.weight"],
+                       load_file(tmp_path / "again" / "model.safetensors")["classifier.weight"])
+    other = distill(teacher_dir, train, dev, tmp_path / "other", dataclasses.replace(cfg, seed=1))
+    assert not other["teacher_logits_cached"]
 
 
 def test_cli_refuses_bad_options_in_one_line(teacher_dir, splits, tmp_path, capsys):

@@ -36,7 +36,7 @@ def _config(args):
              "loss.hidden": args.hidden_loss, "loss.attention": args.attention_loss,
              "init_from_teacher": True if args.init_from_teacher else None, "epochs": args.epochs, "lr": args.lr,
              "init_embeddings_from_teacher": True if args.init_embeddings_from_teacher else None,
-             "augment.n": args.augment, "precision": args.precision, "teacher_precision": args.teacher_precision,
+             "augment.n": args.augment, "teacher_logits_cache": args.teacher_logits_cache, "precision": args.precision, "teacher_precision": args.teacher_precision,
              "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
              "max_train_examples": args.max_train_examples, "max_unlabeled_examples": args.max_unlabeled_examples,
              "text_column": args.text_column, "label_column": args.label_column, "threads": args.threads}
@@ -101,6 +101,9 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="the student's training (default fp32)")
     p.add_argument("--teacher-precision", choices=["auto", "fp32", "bf16"],
                    help="the teacher's labelling pass (default auto: bf16 where the CPU does bf16 matmuls)")
+    p.add_argument("--teacher-logits-cache", metavar="FILE",
+                   help="a .safetensors file of the teacher's logits: reused when the teacher and the rows are the "
+                   "same, else written (students tried one after another skip the teacher's pass)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=int)

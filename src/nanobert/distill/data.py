@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import itertools
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from nanobert.data.labelled import BucketedBatches, Encoded
 from nanobert.data.tables import read_labelled
 from nanobert.distill.losses import IGNORE
 from nanobert.errors import NanobertError
+from nanobert.fileio import atomic_path
 from nanobert.tasks.finetune import predict_logits
 
 log = logging.getLogger(__name__)
@@ -78,3 +82,32 @@ def distill_batches(rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id
         raise ValueError(f"{len(rows)} rows but {len(logits)} teacher logits")
     with_logits = dataclasses.replace(rows, extra={**rows.extra, "teacher_logits": logits.float().numpy()})
     return BucketedBatches(with_logits, batch_size, seed, pad_id, pool)
+
+
+def logits_key(teacher_dir, rows: Encoded, bf16: bool) -> str:
+    """A fingerprint of what the teacher's logits depend on: its weights file (path, size, time), the rows' ids, bf16."""
+    weights = Path(teacher_dir) / "model.safetensors"
+    st = weights.stat()
+    h = hashlib.sha256(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}|{bf16}|{len(rows)}".encode())
+    for ids, types in zip(rows.input_ids, rows.token_type_ids):
+        h.update(np.asarray(ids, np.int64).tobytes() + b"|" + np.asarray(types, np.int64).tobytes() + b";")
+    return h.hexdigest()
+
+
+def cached_logits(cache, key: str, compute) -> tuple[torch.Tensor, bool]:
+    """(`compute()`, False), saved to the safetensors file `cache`; or (the saved logits, True) when its key matches.
+
+    The teacher's pass over hundreds of thousands of rows is most of a small student's run; a cache lets
+    students tried one after another on the same rows and teacher share it.
+    """
+    if cache is not None and Path(cache).is_file():
+        with safe_open(str(cache), "pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                log.info("teacher logits read from %s", cache)
+                return f.get_tensor("logits"), True
+        log.info("%s holds logits of other rows or another teacher: labelling again", cache)
+    logits = compute()
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            save_file({"logits": logits.contiguous()}, str(tmp), metadata={"key": key})
+    return logits, False

@@ -31,7 +31,8 @@ from nanobert.config import check_fields, to_dict
 from nanobert.data.labelled import encode_labelled, sorted_batches
 from nanobert.data.tables import LabelMap, LabelledData
 from nanobert.distill.augment import AugmentConfig, augment_texts, neighbour_table, words_of
-from nanobert.distill.data import distill_batches, encode_texts, join, read_texts, teacher_logits
+from nanobert.distill.data import (cached_logits, distill_batches, encode_texts, join, logits_key, read_texts,
+                                   teacher_logits)
 from nanobert.distill.student import (DistillLossConfig, DistillModel, build_student, check_intermediate,
                                       same_tokenizer)
 from nanobert.errors import NanobertError
@@ -84,6 +85,8 @@ class DistillConfig:
     # 128-wide student on a CPU: its step time is not in its matmuls)
     teacher_precision: str = "auto"  # the teacher's labelling pass: auto = bf16 where the CPU (or GPU) does bf16
     # matmuls natively (3x faster on an AMX Xeon, same labels; docs/distill.md), else fp32
+    teacher_logits_cache: str | None = None  # a .safetensors file: reuse the teacher's logits when the teacher,
+    # the rows and the precision are the same as when it was written (else label again and replace it)
     progress: bool = True
 
     def __post_init__(self):
@@ -173,10 +176,13 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     s_rows = t_rows if same else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
                                       *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
     bf16 = labelling_bf16(cfg.teacher_precision)
-    if cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate:
+    skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate
+    cached = False
+    if skip:
         soft = torch.zeros(len(t_rows), len(labels))  # alpha 0: the soft loss has no weight
     else:
-        soft = teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, bf16)
+        soft, cached = cached_logits(cfg.teacher_logits_cache, logits_key(teacher_dir, t_rows, bf16), lambda:
+                                     teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, bf16))
     t_val = encode_labelled(val_data, t_tok, cfg.max_length, labels)
     teacher_val = evaluate_logits(predict_logits(teacher, t_val, t_tok.pad_token_id, cfg.eval_batch_size),
                                   t_val.labels, labels.names)
@@ -184,8 +190,8 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
                                     t_val.labels, labels.names)  # the teacher as it labelled (bf16 or fp32)
     teacher_seconds = time.perf_counter() - t0
     log.info("teacher: %d rows labelled (%d unlabelled) in %.0f s (%s); validation accuracy %.4f (%.4f as it "
-             "labelled)", len(t_rows), len(t_rows) - len(train_data), teacher_seconds, "bf16" if bf16 else "fp32",
-             teacher_val["accuracy"], labelling_val["accuracy"])
+             "labelled)", 0 if skip or cached else len(t_rows), len(t_rows) - len(train_data), teacher_seconds,
+             "bf16" if bf16 else "fp32", teacher_val["accuracy"], labelling_val["accuracy"])
 
     val = encode_labelled(val_data, s_tok, cfg.max_length, labels)
     val_batches = sorted_batches(val, cfg.eval_batch_size, s_tok.pad_token_id)
@@ -214,7 +220,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
               "teacher_time_s": teacher_seconds, "augment_time_s": augment_seconds,
               "train_examples": len(train_data), "unlabeled_examples": len(t_rows) - len(train_data),
               "augmented_examples": len(augmented), "teacher_labelling_accuracy": labelling_val["accuracy"],
-              "teacher_labelling_bf16": bf16, "student": cfg.student,
+              "teacher_labelling_bf16": bf16, "teacher_logits_cached": cached, "student": cfg.student,
               "options": {"temperature": cfg.loss.temperature, "alpha": cfg.loss.alpha, "hidden": cfg.loss.hidden,
                           "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher,
                           "init_embeddings_from_teacher": cfg.init_embeddings_from_teacher,
