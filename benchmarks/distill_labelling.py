@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     for name, logits in out.items():
         print(f"{name}: dev accuracy {evaluate_logits(logits, dev.labels, labels.names)['accuracy']:.4f}")
     same = (out["fp32"].argmax(-1) == out["bf16"].argmax(-1)).float().mean()
-    print(f"same class on {100 * same:.2f}% of dev; largest logit difference {(out['fp32'] - out['bf16']).abs().max():.4f}")
+    diff = (out["fp32"] - out["bf16"]).abs().max()
+    print(f"same class on {100 * same:.2f}% of dev; largest logit difference {diff:.4f}")
     return 0
 
 

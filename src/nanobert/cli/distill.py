@@ -36,7 +36,8 @@ def _config(args):
              "loss.hidden": args.hidden_loss, "loss.attention": args.attention_loss,
              "init_from_teacher": True if args.init_from_teacher else None, "epochs": args.epochs, "lr": args.lr,
              "init_embeddings_from_teacher": True if args.init_embeddings_from_teacher else None,
-             "augment.n": args.augment, "teacher_logits_cache": args.teacher_logits_cache, "precision": args.precision, "teacher_precision": args.teacher_precision,
+             "augment.n": args.augment, "teacher_logits_cache": args.teacher_logits_cache,
+             "precision": args.precision, "teacher_precision": args.teacher_precision,
              "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
              "max_train_examples": args.max_train_examples, "max_unlabeled_examples": args.max_unlabeled_examples,
              "text_column": args.text_column, "label_column": args.label_column, "threads": args.threads}

@@ -85,7 +85,7 @@ def distill_batches(rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id
 
 
 def logits_key(teacher_dir, rows: Encoded, bf16: bool) -> str:
-    """A fingerprint of what the teacher's logits depend on: its weights file (path, size, time), the rows' ids, bf16."""
+    """A fingerprint of what the teacher's logits depend on: its weights file (path, size, time), the rows, bf16."""
     weights = Path(teacher_dir) / "model.safetensors"
     st = weights.stat()
     h = hashlib.sha256(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}|{bf16}|{len(rows)}".encode())
