@@ -175,19 +175,12 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
                   *(encode_texts(t, t_tok, cfg.max_length) for t in texts))
     s_rows = t_rows if same else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
                                       *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
+    skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate  # alpha 0: the soft loss has no weight
     bf16 = labelling_bf16(cfg.teacher_precision)
-    skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate
-    cached = False
-    if skip:
-        soft = torch.zeros(len(t_rows), len(labels))  # alpha 0: the soft loss has no weight
-    else:
-        soft, cached = cached_logits(cfg.teacher_logits_cache, logits_key(teacher_dir, t_rows, bf16), lambda:
-                                     teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, bf16))
-    t_val = encode_labelled(val_data, t_tok, cfg.max_length, labels)
-    teacher_val = evaluate_logits(predict_logits(teacher, t_val, t_tok.pad_token_id, cfg.eval_batch_size),
-                                  t_val.labels, labels.names)
-    labelling_val = evaluate_logits(teacher_logits(teacher, t_val, t_tok.pad_token_id, cfg.eval_batch_size, bf16),
-                                    t_val.labels, labels.names)  # the teacher as it labelled (bf16 or fp32)
+    soft, cached = (torch.zeros(len(t_rows), len(labels)), False) if skip else cached_logits(
+        cfg.teacher_logits_cache, logits_key(teacher_dir, t_rows, bf16),
+        lambda: teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, bf16))
+    teacher_val, labelling_val = _score_teacher(teacher, t_tok, val_data, labels, cfg, bf16)
     teacher_seconds = time.perf_counter() - t0
     log.info("teacher: %d rows labelled (%d unlabelled) in %.0f s (%s); validation accuracy %.4f (%.4f as it "
              "labelled)", 0 if skip or cached else len(t_rows), len(t_rows) - len(train_data), teacher_seconds,
@@ -231,6 +224,18 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     log.info("student validation accuracy %.4f (teacher %.4f) after %d steps, %.0f s", final["accuracy"],
              teacher_val["accuracy"], state.step, seconds)
     return report
+
+
+def _score_teacher(teacher, tokenizer, val_data: LabelledData, labels: LabelMap, cfg: DistillConfig,
+                   bf16: bool) -> tuple[dict, dict]:
+    """The teacher's validation metrics in fp32, and as it labelled the rows (under bf16 autocast or not)."""
+    rows = encode_labelled(val_data, tokenizer, cfg.max_length, labels)
+    fp32 = evaluate_logits(predict_logits(teacher, rows, tokenizer.pad_token_id, cfg.eval_batch_size), rows.labels,
+                           labels.names)
+    if not bf16:
+        return fp32, fp32
+    return fp32, evaluate_logits(teacher_logits(teacher, rows, tokenizer.pad_token_id, cfg.eval_batch_size, True),
+                                 rows.labels, labels.names)
 
 
 def _augment(train_data: LabelledData, teacher, tokenizer, cfg: DistillConfig) -> list[str]:
