@@ -36,7 +36,7 @@ def _config(args):
              "loss.hidden": args.hidden_loss, "loss.attention": args.attention_loss,
              "init_from_teacher": True if args.init_from_teacher else None, "epochs": args.epochs, "lr": args.lr,
              "init_embeddings_from_teacher": True if args.init_embeddings_from_teacher else None,
-             "augment.n": args.augment, "teacher_logits_cache": args.teacher_logits_cache,
+             "augment.n": args.augment, "prune_vocab": args.prune_vocab, "teacher_logits_cache": args.teacher_logits_cache,
              "precision": args.precision, "teacher_precision": args.teacher_precision,
              "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
              "max_train_examples": args.max_train_examples, "max_unlabeled_examples": args.max_unlabeled_examples,
@@ -95,6 +95,9 @@ def register(subparsers) -> None:
     p.add_argument("--init-embeddings-from-teacher", action="store_true",
                    help="start a narrower student's embeddings from the teacher's, projected onto their top "
                    "principal axes (the student keeps the teacher's vocabulary)")
+    p.add_argument("--prune-vocab", type=int, metavar="N",
+                   help="keep only the N teacher tokens the training rows use most (and every ASCII character): "
+                   "a teacher-wide student (teacher:K) in far fewer parameters")
     p.add_argument("--augment", type=int, metavar="N",
                    help="add up to N variants of each training sentence, words swapped for their nearest "
                    "neighbours in the teacher's word embeddings, as unlabelled rows (--augment.p 0.4, "

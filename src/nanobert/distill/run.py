@@ -35,6 +35,7 @@ from nanobert.distill.data import (cached_logits, distill_batches, encode_texts,
                                    teacher_logits)
 from nanobert.distill.student import (DistillLossConfig, DistillModel, build_student, check_intermediate,
                                       same_tokenizer)
+from nanobert.distill.vocab import prune_vocabulary
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
 from nanobert.model.config import BertConfig
@@ -59,6 +60,8 @@ class DistillConfig:
     student: str = "small"  # a preset (mini, small, ...), teacher:K (the teacher's shape, K layers) or a directory
     init_from_teacher: bool = False  # start from the teacher's embeddings and every other layer (DistilBERT)
     init_embeddings_from_teacher: bool = False  # a narrower student's embeddings: the teacher's, PCA-projected
+    prune_vocab: int | None = None  # keep only this many of the teacher's tokens (those the rows use most): a
+    # teacher-wide student then fits in far fewer parameters (distill.vocab); None: the whole vocabulary
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # variants of the training sentences (TinyBERT)
     loss: DistillLossConfig = field(default_factory=DistillLossConfig)
     # --- data
@@ -91,7 +94,8 @@ class DistillConfig:
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "max_length": ">= 2",
-                            "max_train_examples": ">= 1", "max_unlabeled_examples": ">= 1", "threads": ">= 1"},
+                            "max_train_examples": ">= 1", "max_unlabeled_examples": ">= 1", "threads": ">= 1",
+                            "prune_vocab": ">= 1"},
                      {"precision": list(PRECISIONS), "teacher_precision": list(PRECISIONS)})
         self.augment.check()
 
@@ -161,8 +165,11 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     student, s_tok = build_student(cfg.student, teacher, t_tok, labels, cfg.init_from_teacher, cfg.dropout,
                                    cfg.init_embeddings_from_teacher)
     same = same_tokenizer(s_tok, t_tok)
+    if cfg.prune_vocab and not same:
+        raise NanobertError("--prune-vocab cuts the teacher's vocabulary: give a preset, sizes or teacher:K as "
+                            "--student (a student directory has its own tokenizer)")
+    same = same and not cfg.prune_vocab  # a pruned vocabulary tokenizes otherwise
     check_intermediate(student.config, teacher.config, cfg.loss, same)
-    model = DistillModel(student, teacher, cfg.loss)
     t0 = time.perf_counter()
     augmented = _augment(train_data, teacher, t_tok, cfg)
     texts += [augmented] if augmented else []
@@ -173,6 +180,9 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     t0 = time.perf_counter()
     t_rows = join(encode_labelled(train_data, t_tok, cfg.max_length, labels),
                   *(encode_texts(t, t_tok, cfg.max_length) for t in texts))
+    if cfg.prune_vocab:
+        student, s_tok = prune_vocabulary(student, s_tok, t_rows, cfg.prune_vocab)
+    model = DistillModel(student, teacher, cfg.loss)
     s_rows = t_rows if same else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
                                       *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
     skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate  # alpha 0: the soft loss has no weight
@@ -217,6 +227,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
               "options": {"temperature": cfg.loss.temperature, "alpha": cfg.loss.alpha, "hidden": cfg.loss.hidden,
                           "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher,
                           "init_embeddings_from_teacher": cfg.init_embeddings_from_teacher,
+                          "prune_vocab": cfg.prune_vocab,
                           "augment": to_dict(cfg.augment), "precision": cfg.precision}}
     sources = {"teacher": str(teacher_dir), "train": str(train_file), "validation": str(validation_file),
                "unlabeled": [str(p) for p in unlabeled]}
