@@ -68,6 +68,7 @@ def prune_vocabulary(student: nn.Module, tokenizer, rows: Encoded, size: int):
     new.weight.copy_(old.weight[torch.tensor(keep)])
     student.bert.embeddings.word_embeddings = new
     student.config.vocab_size, student.config.pad_token_id = len(keep), pruned.pad_token_id
-    log.info("vocabulary pruned to %d of %d tokens (%d parameters)", len(keep), len(tokens),
-             sum(p.numel() for p in student.parameters()))
+    used = np.concatenate([np.asarray(x, dtype=np.int64) for x in rows.input_ids])
+    log.info("vocabulary pruned to %d of %d tokens, %.2f%% of the rows' tokens (%d parameters)", len(keep),
+             len(tokens), 100 * np.isin(used, keep).mean(), sum(p.numel() for p in student.parameters()))
     return student, pruned
