@@ -87,7 +87,7 @@ class DistillConfig:
     precision: str = "fp32"  # the student's training: auto | fp32 | bf16 (train.precision; bf16 barely helps a
     # 128-wide student on a CPU: its step time is not in its matmuls)
     teacher_precision: str = "auto"  # the teacher's labelling pass: auto = bf16 where the CPU (or GPU) does bf16
-    # matmuls natively (3x faster on an AMX Xeon, same labels; docs/distill.md), else fp32
+    # matmuls natively (2.26x faster on a shared AMX Xeon, same labels; docs/distill.md), else fp32
     teacher_logits_cache: str | None = None  # a .safetensors file: reuse the teacher's logits when the teacher,
     # the rows and the precision are the same as when it was written (else label again and replace it)
     progress: bool = True
