@@ -23,6 +23,8 @@ examples:
       --attention-loss 1 --unlabeled reviews.txt --train ... --validation ... --out sst2-l3
   nanobert distill --teacher sst2-minilm --student L4/H128 --init-embeddings-from-teacher --augment 4 \\
       --train sst2/train.tsv --validation sst2/dev.tsv --out sst2-l4   (TinyBERT-style augmented text)
+  nanobert distill --teacher sst2-minilm --student teacher:1 --init-from-teacher --prune-vocab 9200 \\
+      --augment 2 --teacher-logits-cache aug-logits.safetensors --train ... --validation ... --out sst2-t1
   nanobert distill ... --config recipe.toml --loss.temperature 4   (any DistillConfig field as --key value)
 """
 
