@@ -86,7 +86,8 @@ def distill_batches(rows: Encoded, logits: torch.Tensor, batch_size: int, pad_id
 
 def logits_key(teacher_dir, rows: Encoded, bf16: bool) -> str:
     """A fingerprint of what the teacher's logits depend on: its weights file (path, size, time), the rows, bf16."""
-    weights = Path(teacher_dir) / "model.safetensors"
+    names = ("model.safetensors", "pytorch_model.bin", "config.json")  # the first that exists
+    weights = next((Path(teacher_dir) / n for n in names if (Path(teacher_dir) / n).is_file()), Path(teacher_dir))
     st = weights.stat()
     h = hashlib.sha256(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}|{bf16}|{len(rows)}".encode())
     for ids, types in zip(rows.input_ids, rows.token_type_ids):

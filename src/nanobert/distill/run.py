@@ -188,7 +188,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate  # alpha 0: the soft loss has no weight
     bf16 = labelling_bf16(cfg.teacher_precision)
     soft, cached = (torch.zeros(len(t_rows), len(labels)), False) if skip else cached_logits(
-        cfg.teacher_logits_cache, logits_key(teacher_dir, t_rows, bf16),
+        cfg.teacher_logits_cache, logits_key(teacher_dir, t_rows, bf16) if cfg.teacher_logits_cache else "",
         lambda: teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, bf16))
     teacher_val, labelling_val = _score_teacher(teacher, t_tok, val_data, labels, cfg, bf16)
     teacher_seconds = time.perf_counter() - t0
