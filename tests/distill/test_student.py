@@ -77,3 +77,33 @@ def test_student_specs():
         build_student("mini", teacher, None, LABELS, init_from_teacher=True)
     with pytest.raises(NanobertError, match="neither a model directory, a preset"):
         build_student("no-such-thing", teacher, None, LABELS)
+
+
+def test_sizes_spec_builds_that_shape():
+    student, _ = build_student("L3/H64", _teacher(), None, LABELS)
+    c = student.config
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.vocab_size) == \
+        (3, 64, 1, 256, 50)
+    assert build_student("L1/H32/A4", _teacher(), None, LABELS)[0].config.num_attention_heads == 4
+
+
+def test_projected_embeddings_keep_the_teachers_principal_subspace():
+    teacher = _teacher()
+    torch.manual_seed(1)
+    student, _ = build_student("L1/H8/A2", teacher, None, LABELS, init_embeddings_from_teacher=True)
+    s, t = student.bert.embeddings, teacher.bert.embeddings
+    assert s.word_embeddings.weight.shape == (50, 8) and s.position_embeddings.weight.shape == (512, 8)
+    words = t.word_embeddings.weight.detach()
+    centred = words - words.mean(0)
+    sing = torch.linalg.svd(centred).S
+    projected = s.word_embeddings.weight.detach()
+    # the projection's coordinates are the top 8 principal components: uncorrelated, with the top 8 variances
+    gram = projected.T @ projected
+    assert torch.allclose(gram, torch.diag(sing[:8] ** 2), atol=1e-4)
+    # a word's summed embedding (word + position + type) is the teacher's, projected onto the same axes
+    basis = torch.linalg.lstsq(centred, projected).solution  # (16, 8): the map the student applied
+    total_t = words[7] + t.position_embeddings.weight[3] + t.token_type_embeddings.weight[0]
+    total_s = s.word_embeddings.weight[7] + s.position_embeddings.weight[3] + s.token_type_embeddings.weight[0]
+    assert torch.allclose(total_s, total_t @ basis, atol=1e-4)
+    with pytest.raises(NanobertError, match="width of at most the teacher's 16"):
+        build_student("L1/H32", teacher, None, LABELS, init_embeddings_from_teacher=True)

@@ -12,7 +12,7 @@ The output directory is an ordinary classifier (as 'nanobert finetune' writes): 
 export onnx --int8 --optimize and serve take it as is. Training state (checkpoints, metrics.csv,
 train.log, plots) is in OUT/run; --resume continues it exactly.
 
-students: a preset (mini = L2/H128, small = L4/H256, ...; the teacher's tokenizer), teacher:K (the
+students: a preset (mini = L2/H128, small = L4/H256, ...) or sizes (L4/H128; the teacher's tokenizer), teacher:K (the
 teacher's shape with K layers; with --init-from-teacher it starts from every other teacher layer),
 or a model directory (its own tokenizer; logits-only distillation when it differs from the teacher's).
 
@@ -21,6 +21,10 @@ examples:
       --out sst2-small --temperature 2 --alpha 0.5 --epochs 3 --lr 1e-4
   nanobert distill --teacher sst2-minilm --student teacher:3 --init-from-teacher --hidden-loss 1 \\
       --attention-loss 1 --unlabeled reviews.txt --train ... --validation ... --out sst2-l3
+  nanobert distill --teacher sst2-minilm --student L4/H128 --init-embeddings-from-teacher --augment 4 \\
+      --train sst2/train.tsv --validation sst2/dev.tsv --out sst2-l4   (TinyBERT-style augmented text)
+  nanobert distill --teacher sst2-minilm --student teacher:1 --init-from-teacher --prune-vocab 9200 \\
+      --augment 2 --teacher-logits-cache aug-logits.safetensors --train ... --validation ... --out sst2-t1
   nanobert distill ... --config recipe.toml --loss.temperature 4   (any DistillConfig field as --key value)
 """
 
@@ -33,6 +37,9 @@ def _config(args):
     named = {"student": args.student, "loss.temperature": args.temperature, "loss.alpha": args.alpha,
              "loss.hidden": args.hidden_loss, "loss.attention": args.attention_loss,
              "init_from_teacher": True if args.init_from_teacher else None, "epochs": args.epochs, "lr": args.lr,
+             "init_embeddings_from_teacher": True if args.init_embeddings_from_teacher else None,
+             "augment.n": args.augment, "prune_vocab": args.prune_vocab, "teacher_logits_cache": args.teacher_logits_cache,
+             "precision": args.precision, "teacher_precision": args.teacher_precision,
              "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
              "max_train_examples": args.max_train_examples, "max_unlabeled_examples": args.max_unlabeled_examples,
              "text_column": args.text_column, "label_column": args.label_column, "threads": args.threads}
@@ -87,6 +94,22 @@ def register(subparsers) -> None:
                    help="add the attention-map MSE with this weight (default 0: off)")
     p.add_argument("--init-from-teacher", action="store_true",
                    help="start from the teacher's embeddings and every other layer (student of the teacher's width)")
+    p.add_argument("--init-embeddings-from-teacher", action="store_true",
+                   help="start a narrower student's embeddings from the teacher's, projected onto their top "
+                   "principal axes (the student keeps the teacher's vocabulary)")
+    p.add_argument("--prune-vocab", type=int, metavar="N",
+                   help="keep only the N teacher tokens the training rows use most (and every ASCII character): "
+                   "a teacher-wide student (teacher:K) in far fewer parameters")
+    p.add_argument("--augment", type=int, metavar="N",
+                   help="add up to N variants of each training sentence, words swapped for their nearest "
+                   "neighbours in the teacher's word embeddings, as unlabelled rows (--augment.p 0.4, "
+                   "--augment.k 15, --augment.min_words 3; default 0: off)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="the student's training (default fp32)")
+    p.add_argument("--teacher-precision", choices=["auto", "fp32", "bf16"],
+                   help="the teacher's labelling pass (default auto: bf16 where the CPU does bf16 matmuls)")
+    p.add_argument("--teacher-logits-cache", metavar="FILE",
+                   help="a .safetensors file of the teacher's logits: reused when the teacher and the rows are the "
+                   "same, else written (students tried one after another skip the teacher's pass)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=int)

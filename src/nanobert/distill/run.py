@@ -27,12 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nanobert.config import to_dict
+from nanobert.config import check_fields, to_dict
 from nanobert.data.labelled import encode_labelled, sorted_batches
 from nanobert.data.tables import LabelMap, LabelledData
-from nanobert.distill.data import distill_batches, encode_texts, join, read_texts, teacher_logits
+from nanobert.distill.augment import AugmentConfig, augment_texts, neighbour_table, words_of
+from nanobert.distill.data import (cached_logits, distill_batches, encode_texts, join, logits_key, read_texts,
+                                   teacher_logits)
 from nanobert.distill.student import (DistillLossConfig, DistillModel, build_student, check_intermediate,
                                       same_tokenizer)
+from nanobert.distill.vocab import prune_vocabulary
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
 from nanobert.model.config import BertConfig
@@ -42,6 +45,7 @@ from nanobert.tasks.finetune import (SETTINGS_FILE, FinetuneConfig, evaluate_log
                                      read_split)
 from nanobert.train.loop import LoopConfig, train
 from nanobert.train.metrics import format_report
+from nanobert.train.precision import PRECISIONS, cpu_has_bf16, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,10 @@ class DistillConfig:
 
     student: str = "small"  # a preset (mini, small, ...), teacher:K (the teacher's shape, K layers) or a directory
     init_from_teacher: bool = False  # start from the teacher's embeddings and every other layer (DistilBERT)
+    init_embeddings_from_teacher: bool = False  # a narrower student's embeddings: the teacher's, PCA-projected
+    prune_vocab: int | None = None  # keep only this many of the teacher's tokens (those the rows use most): a
+    # teacher-wide student then fits in far fewer parameters (distill.vocab); None: the whole vocabulary
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # variants of the training sentences (TinyBERT)
     loss: DistillLossConfig = field(default_factory=DistillLossConfig)
     # --- data
     text_column: str | None = None  # None: the teacher's (finetune.json), else "text" or "sentence"
@@ -76,7 +84,25 @@ class DistillConfig:
     eval_batch_size: int = 128
     threads: int | None = None  # torch CPU threads; None: torch's default
     device: str = "auto"  # where the student trains (the teacher labels the rows on the CPU, once)
+    precision: str = "fp32"  # the student's training: auto | fp32 | bf16 (train.precision; bf16 barely helps a
+    # 128-wide student on a CPU: its step time is not in its matmuls)
+    teacher_precision: str = "auto"  # the teacher's labelling pass: auto = bf16 where the CPU (or GPU) does bf16
+    # matmuls natively (2.26x faster on a shared AMX Xeon, same labels; docs/distill.md), else fp32
+    teacher_logits_cache: str | None = None  # a .safetensors file: reuse the teacher's logits when the teacher,
+    # the rows and the precision are the same as when it was written (else label again and replace it)
     progress: bool = True
+
+    def __post_init__(self):
+        check_fields(self, {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "max_length": ">= 2",
+                            "max_train_examples": ">= 1", "max_unlabeled_examples": ">= 1", "threads": ">= 1",
+                            "prune_vocab": ">= 1"},
+                     {"precision": list(PRECISIONS), "teacher_precision": list(PRECISIONS)})
+        self.augment.check()
+
+
+def labelling_bf16(precision: str) -> bool:
+    """Whether the teacher (on the CPU) labels under bf16 autocast: `auto` means where the CPU does bf16 matmuls."""
+    return cpu_has_bf16() if precision == "auto" else use_bf16(precision, torch.device("cpu"))
 
 
 def _subset(data: LabelledData, n: int | None, seed: int) -> LabelledData:
@@ -136,24 +162,39 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     texts = [read_texts(p, columns.text_column, cfg.max_unlabeled_examples) for p in unlabeled]
 
     torch.manual_seed(cfg.seed)  # the student's random weights and the projection
-    student, s_tok = build_student(cfg.student, teacher, t_tok, labels, cfg.init_from_teacher, cfg.dropout)
+    student, s_tok = build_student(cfg.student, teacher, t_tok, labels, cfg.init_from_teacher, cfg.dropout,
+                                   cfg.init_embeddings_from_teacher)
     same = same_tokenizer(s_tok, t_tok)
+    if cfg.prune_vocab and not same:
+        raise NanobertError("--prune-vocab cuts the teacher's vocabulary: give a preset, sizes or teacher:K as "
+                            "--student (a student directory has its own tokenizer)")
+    same = same and not cfg.prune_vocab  # a pruned vocabulary tokenizes otherwise
     check_intermediate(student.config, teacher.config, cfg.loss, same)
-    model = DistillModel(student, teacher, cfg.loss)
+    t0 = time.perf_counter()
+    augmented = _augment(train_data, teacher, t_tok, cfg)
+    texts += [augmented] if augmented else []
+    augment_seconds = time.perf_counter() - t0
 
-    # The teacher labels every row once; the student reads the same rows through its own tokenizer.
+    # The teacher labels every row once (none when only the labels teach); the student reads the same rows
+    # through its own tokenizer.
     t0 = time.perf_counter()
     t_rows = join(encode_labelled(train_data, t_tok, cfg.max_length, labels),
                   *(encode_texts(t, t_tok, cfg.max_length) for t in texts))
+    if cfg.prune_vocab:
+        student, s_tok = prune_vocabulary(student, s_tok, t_rows, cfg.prune_vocab)
+    model = DistillModel(student, teacher, cfg.loss)
     s_rows = t_rows if same else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
                                       *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
-    soft = teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size)
-    t_val = encode_labelled(val_data, t_tok, cfg.max_length, labels)
-    teacher_val = evaluate_logits(predict_logits(teacher, t_val, t_tok.pad_token_id, cfg.eval_batch_size),
-                                  t_val.labels, labels.names)
+    skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate  # alpha 0: the soft loss has no weight
+    bf16 = labelling_bf16(cfg.teacher_precision)
+    soft, cached = (torch.zeros(len(t_rows), len(labels)), False) if skip else cached_logits(
+        cfg.teacher_logits_cache, logits_key(teacher_dir, t_rows, bf16) if cfg.teacher_logits_cache else "",
+        lambda: teacher_logits(teacher, t_rows, t_tok.pad_token_id, cfg.eval_batch_size, bf16))
+    teacher_val, labelling_val = _score_teacher(teacher, t_tok, val_data, labels, cfg, bf16)
     teacher_seconds = time.perf_counter() - t0
-    log.info("teacher: %d rows labelled (%d unlabelled) in %.0f s; validation accuracy %.4f", len(t_rows),
-             len(t_rows) - len(train_data), teacher_seconds, teacher_val["accuracy"])
+    log.info("teacher: %d rows labelled (%d unlabelled) in %.0f s (%s); validation accuracy %.4f (%.4f as it "
+             "labelled)", 0 if skip or cached else len(t_rows), len(t_rows) - len(train_data), teacher_seconds,
+             "bf16" if bf16 else "fp32", teacher_val["accuracy"], labelling_val["accuracy"])
 
     val = encode_labelled(val_data, s_tok, cfg.max_length, labels)
     val_batches = sorted_batches(val, cfg.eval_batch_size, s_tok.pad_token_id)
@@ -164,7 +205,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
                       schedule="linear", weight_decay=cfg.weight_decay, beta2=0.999, eps=1e-8,
                       grad_clip=cfg.max_grad_norm, eval_every=per_epoch,
                       checkpoint_every=cfg.checkpoint_every or per_epoch, log_every=max(1, min(50, per_epoch)),
-                      precision="fp32", device=cfg.device, progress=cfg.progress, tensorboard=False)
+                      precision=cfg.precision, device=cfg.device, progress=cfg.progress, tensorboard=False)
     params = (sum(p.numel() for p in student.parameters()), sum(p.numel() for p in teacher.parameters()))
     log.info("student %s: %s parameters (teacher %s, %.1f%%); %d steps", cfg.student, f"{params[0]:,}",
              f"{params[1]:,}", 100 * params[0] / params[1], steps)
@@ -179,10 +220,15 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     report = {"split": "validation", **final, "teacher_accuracy": teacher_val["accuracy"],
               "teacher_loss": teacher_val["loss"], "student_params": params[0], "teacher_params": params[1],
               "param_ratio": params[0] / params[1], "steps": state.step, "train_time_s": seconds,
-              "teacher_time_s": teacher_seconds, "train_examples": len(train_data),
-              "unlabeled_examples": len(t_rows) - len(train_data), "student": cfg.student,
+              "teacher_time_s": teacher_seconds, "augment_time_s": augment_seconds,
+              "train_examples": len(train_data), "unlabeled_examples": len(t_rows) - len(train_data),
+              "augmented_examples": len(augmented), "teacher_labelling_accuracy": labelling_val["accuracy"],
+              "teacher_labelling_bf16": bf16, "teacher_logits_cached": cached, "student": cfg.student,
               "options": {"temperature": cfg.loss.temperature, "alpha": cfg.loss.alpha, "hidden": cfg.loss.hidden,
-                          "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher}}
+                          "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher,
+                          "init_embeddings_from_teacher": cfg.init_embeddings_from_teacher,
+                          "prune_vocab": cfg.prune_vocab,
+                          "augment": to_dict(cfg.augment), "precision": cfg.precision}}
     sources = {"teacher": str(teacher_dir), "train": str(train_file), "validation": str(validation_file),
                "unlabeled": [str(p) for p in unlabeled]}
     _save(out, student, s_tok, report, final, columns, cfg, sources)
@@ -190,6 +236,32 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
              teacher_val["accuracy"], state.step, seconds)
     return report
 
+
+def _score_teacher(teacher, tokenizer, val_data: LabelledData, labels: LabelMap, cfg: DistillConfig,
+                   bf16: bool) -> tuple[dict, dict]:
+    """The teacher's validation metrics in fp32, and as it labelled the rows (under bf16 autocast or not)."""
+    rows = encode_labelled(val_data, tokenizer, cfg.max_length, labels)
+    fp32 = evaluate_logits(predict_logits(teacher, rows, tokenizer.pad_token_id, cfg.eval_batch_size), rows.labels,
+                           labels.names)
+    if not bf16:
+        return fp32, fp32
+    return fp32, evaluate_logits(teacher_logits(teacher, rows, tokenizer.pad_token_id, cfg.eval_batch_size, True),
+                                 rows.labels, labels.names)
+
+
+def _augment(train_data: LabelledData, teacher, tokenizer, cfg: DistillConfig) -> list[str]:
+    """TinyBERT-style variants of the training sentences (distill.augment), from the teacher's word embeddings."""
+    if not cfg.augment.n:
+        return []
+    if train_data.text_pairs:
+        raise NanobertError("--augment varies single sentences; this training file has text pairs: drop --augment")
+    vocab = getattr(tokenizer, "vocab", None)
+    if not isinstance(vocab, dict):
+        raise NanobertError("--augment needs a WordPiece teacher tokenizer (a vocab.txt of whole words)")
+    lowercase = getattr(getattr(tokenizer, "normalizer", None), "lowercase", True)
+    table = neighbour_table(vocab, teacher.bert.embeddings.word_embeddings.weight,
+                            words_of(train_data.texts, lowercase), cfg.augment.k)
+    return augment_texts(train_data.texts, table, cfg.augment, cfg.seed, lowercase, cfg.progress)
 
 
 def _save(out: Path, student, tokenizer, report: dict, final: dict, columns: FinetuneConfig, cfg: DistillConfig,

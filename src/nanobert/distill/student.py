@@ -39,6 +39,7 @@ from nanobert.tokenizers import load_tokenizer
 log = logging.getLogger(__name__)
 
 _TEACHER_SHAPE = re.compile(r"^teacher:(\d+)$")
+_SIZES = re.compile(r"^L(\d+)/H(\d+)(?:/A(\d+))?$")  # L4/H128: 4 layers, 128 wide, H/64 heads unless /A says
 
 
 @dataclass
@@ -77,15 +78,27 @@ def student_config(spec: str, teacher_cfg: BertConfig, labels: LabelMap) -> Bert
                                 f"ask for 1 to {teacher_cfg.num_hidden_layers}")
         d = {**teacher_cfg.to_dict(), "num_hidden_layers": k, **_head_overrides(labels)}
         return BertConfig.from_dict(d, strict=False)
-    if spec in PRESETS:
+    sizes = _SIZES.match(spec)
+    if spec in PRESETS or sizes:
         t = teacher_cfg
-        return BertConfig.from_preset(spec, vocab_size=t.vocab_size, max_position_embeddings=t.max_position_embeddings,
+        shape = {}
+        if sizes:
+            layers, width = int(sizes.group(1)), int(sizes.group(2))
+            heads = int(sizes.group(3) or max(1, width // 64))
+            if not (layers >= 1 and width >= 1 and width % heads == 0):
+                raise NanobertError(f"student {spec!r}: needs at least one layer and a width divisible by the heads")
+            shape = dict(num_hidden_layers=layers, hidden_size=width, num_attention_heads=heads,
+                         intermediate_size=4 * width)
+        return BertConfig.from_preset(spec if spec in PRESETS else "mini", vocab_size=t.vocab_size,
+                                      max_position_embeddings=t.max_position_embeddings,
                                       type_vocab_size=t.type_vocab_size, pad_token_id=t.pad_token_id,
-                                      layer_norm_eps=t.layer_norm_eps, hidden_act=t.hidden_act, **_head_overrides(labels))
+                                      layer_norm_eps=t.layer_norm_eps, hidden_act=t.hidden_act,
+                                      **shape, **_head_overrides(labels))
     if Path(spec).is_dir():
         return None
-    raise NanobertError(f"student {spec!r} is neither a model directory, a preset ({', '.join(PRESETS)}) "
-                        "nor teacher:K (the teacher's shape with K layers)")
+    raise NanobertError(f"student {spec!r} is neither a model directory, a preset ({', '.join(PRESETS)}), "
+                        "sizes such as L4/H128 (layers/width, optionally /A2 heads) nor teacher:K "
+                        "(the teacher's shape with K layers)")
 
 
 def copy_teacher_layers(student: nn.Module, teacher: nn.Module) -> list[int]:
@@ -106,14 +119,46 @@ def copy_teacher_layers(student: nn.Module, teacher: nn.Module) -> list[int]:
     return picked
 
 
+@torch.no_grad()
+def project_teacher_embeddings(student: nn.Module, teacher: nn.Module) -> float:
+    """Start the student's embedding tables from the teacher's, projected onto the word embeddings' top principal axes.
+
+    With E (V, H_t) the teacher's word embeddings, m their mean and P (H_t, H_s) the top H_s right singular
+    vectors of E - m: words <- (E - m) P, positions <- positions P, token types <- (types + m) P, so that
+    every token's summed embedding is the teacher's, projected: (word + position + type) P - nothing of it
+    but what the narrower student cannot hold is lost. Returns the share of the word embeddings' variance kept.
+    """
+    s_emb, t_emb = student.bert.embeddings, teacher.bert.embeddings
+    hs, ht = student.config.hidden_size, teacher.config.hidden_size
+    if hs > ht or s_emb.word_embeddings.weight.shape[0] != t_emb.word_embeddings.weight.shape[0]:
+        raise NanobertError(f"--init-embeddings-from-teacher needs the teacher's vocabulary and a width of at most "
+                            f"the teacher's {ht} (the student is {hs} wide with "
+                            f"{s_emb.word_embeddings.weight.shape[0]} tokens)")
+    words = t_emb.word_embeddings.weight.float()  # (V, H_t)
+    mean = words.mean(0)
+    _, sing, vh = torch.linalg.svd(words - mean, full_matrices=False)  # vh: (H_t, H_t), rows = principal axes
+    proj = vh[:hs].T  # (H_t, H_s)
+    s_emb.word_embeddings.weight.copy_((words - mean) @ proj)
+    s_emb.token_type_embeddings.weight.copy_((t_emb.token_type_embeddings.weight + mean) @ proj)
+    if hasattr(s_emb, "position_embeddings") and hasattr(t_emb, "position_embeddings"):
+        n = s_emb.position_embeddings.weight.shape[0]
+        s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight[:n] @ proj)
+    return float((sing[:hs] ** 2).sum() / (sing ** 2).sum())
+
+
 def build_student(spec: str, teacher: nn.Module, teacher_tokenizer, labels: LabelMap,
-                  init_from_teacher: bool = False, dropout: float | None = None):
+                  init_from_teacher: bool = False, dropout: float | None = None,
+                  init_embeddings_from_teacher: bool = False):
     """(student classifier, its tokenizer) for `spec` (see the module docstring), in train mode."""
+    if init_from_teacher and init_embeddings_from_teacher:
+        raise NanobertError("--init-from-teacher already copies the teacher's embeddings; drop "
+                            "--init-embeddings-from-teacher (it is for students narrower than the teacher)")
     cfg = student_config(spec, teacher.config, labels)
     if cfg is None:
-        if init_from_teacher:
-            raise NanobertError("--init-from-teacher builds the student from the teacher: give a preset or "
-                                "teacher:K as --student, not a directory")
+        if init_from_teacher or init_embeddings_from_teacher:
+            raise NanobertError("--init-from-teacher and --init-embeddings-from-teacher build the student from the "
+                                "teacher: give a preset, L4/H128-style sizes or teacher:K as --student, not a "
+                                "directory")
         student = build_classifier(spec, labels, FinetuneConfig(classifier_dropout=dropout), None)
         tokenizer = load_tokenizer(spec)
     else:
@@ -124,6 +169,10 @@ def build_student(spec: str, teacher: nn.Module, teacher_tokenizer, labels: Labe
         if init_from_teacher:
             picked = copy_teacher_layers(student, teacher)
             log.info("student initialised from the teacher's layers %s", picked)
+        if init_embeddings_from_teacher:
+            kept = project_teacher_embeddings(student, teacher)
+            log.info("student embeddings: the teacher's, projected to %d dims (%.1f%% of the word embeddings' "
+                     "variance)", cfg.hidden_size, 100 * kept)
     return student.train(), tokenizer
 
 
