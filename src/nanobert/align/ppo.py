@@ -74,8 +74,8 @@ class PPOConfig:
     # "initial": (score - m) / s with m, s the mean and std of the first rollout's scores, then fixed, so the
     #   objective (score / β - KL) stays the same all run and β keeps its meaning; the scale of the reward model
     #   drops out. "batch": whiten each rollout anew (TRL's classic `whiten` of scores): the policy is paid for
-    #   beating its own current average, so it keeps drifting and the KL grows until β alone stops it
-    #   (measured in docs/align.md). "none": the raw scores.
+    #   beating its own current average, however good that is. On the SST-2 recipe the two were even after 40
+    #   rollouts (judge 65.1% both, KL 2.58 vs 2.81: docs/align.md). "none": the raw scores.
     reward_norm: str = "initial"
     seed: int = 0
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
