@@ -12,7 +12,6 @@ resumable exactly from (epoch, batch)); the logits ride along as a per-row `extr
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import itertools
 import logging
@@ -24,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from nanobert.data.labelled import BucketedBatches, Encoded
+from nanobert.data.textio import open_text
 from nanobert.data.tables import read_labelled
 from nanobert.distill.losses import IGNORE
 from nanobert.errors import NanobertError
@@ -41,8 +41,7 @@ def read_texts(path, text_column: str | None = None, limit: int | None = None) -
     if not path.is_file():
         raise NanobertError(f"unlabelled file not found: {path}")
     if path.name.endswith(TEXT_SUFFIXES):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:  # read no further than `limit` texts
+        with open_text(path, "unlabelled file") as f:  # read no further than `limit` texts
             texts = list(itertools.islice((t for t in (line.strip() for line in f) if t), limit))
     else:
         texts = read_labelled(path, text_column=text_column, require_labels=False).texts
