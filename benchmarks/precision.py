@@ -3,9 +3,10 @@
 Prints the CPU, its bf16 instruction sets (/proc/cpuinfo `avx512_bf16`, `amx_bf16`) and whether
 torch's oneDNN can use them, then trains the same BertForMaskedLM twice from the same
 initialisation on the same masked enwiki batches (see benchmarks/pretrain.py): the losses at equal
-steps, the median step time of each and their ratio: the evidence for nanobert.train.precision's
-AUTO_BF16_ON_CPU (whether `precision = "auto"` picks bf16 on CPUs that have the instructions). On a
-CPU without them this says so, and the bf16 run measures the emulated path that "auto" avoids.
+steps, the median step time of each and their ratio: whether bf16 pays for a model of this size on
+this CPU (`precision = "auto"` times the real model's first step both ways and decides the same
+way: nanobert.train.precision). On a CPU without bf16 instructions this says so, and the bf16 run
+measures the emulated path that "auto" avoids.
 
     python benchmarks/precision.py                       # small (L4/H256), batch 32 x 128, 30 steps
     python benchmarks/precision.py --size mini --steps 20 --threads 2

@@ -1,19 +1,20 @@
 """What pretraining gains downstream: a pretrained BERT beside the same network from random weights.
 
-For each model directory: a copy with fresh weights (same BertConfig, same tokenizer, torch seed
---init-seed) is saved, then both are scored the same ways on SST-2 (a random --train-examples subset
-of train.tsv, dev.tsv for the score; fine-tuning seed and settings identical for both):
+For each model directory, both sides are scored the same ways on SST-2 (a random --train-examples
+subset of train.tsv, dev.tsv for the score; fine-tuning seed and settings identical for both). The
+random side is `nanobert finetune --init random`: the same BertConfig and tokenizer, every weight drawn
+afresh (for the frozen-feature measures, a copy saved with torch seed --init-seed):
 
-- `finetune`   full fine-tuning with `nanobert.tasks.finetune` (its [CLS] -> pooler -> classifier head),
-               at every --lrs rate;
-- `mean`       the same, with the head reading the mean of the last layer over real tokens instead of
-               [CLS] -> pooler (a prototype, patched in here: not an option of the library);
+- `finetune`   full fine-tuning with `nanobert.tasks.finetune`, head [CLS] -> pooler -> classifier
+               (`--pooling cls`), at every --lrs rate;
+- `mean`       the same with the head reading the mean of the last layer over real tokens (`--pooling mean`);
 - `probe`      frozen features + logistic regression (a linear probe: what the encoder carries before
                any fine-tuning), on [CLS] and on the token mean;
 - `geometry`   mean pairwise cosine similarity of sentence vectors ([CLS], mean) over dev sentences: near
                1 means every sentence looks alike to the head (collapse).
 
     python benchmarks/pretrain_gain.py runs/mlm-cpu/model --lrs 3e-4,1e-3 --train-examples 6000
+    python benchmarks/pretrain_gain.py runs/mlm-cpu-1h/model --train-examples 67349 --max-length 64 --only mean
     python benchmarks/pretrain_gain.py A/model B/model --only finetune,probe --out gain.json
 
 Prints one Markdown table (and the CPU it ran on); the pretrained-minus-random gain is in the last column.
@@ -22,9 +23,7 @@ Prints one Markdown table (and the CPU it ran on); the pretrained-minus-random g
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nanobert.model.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
-from nanobert.tasks.finetune import FinetuneConfig, collate, encode_split, finetune, read_split
+from nanobert.data.labelled import collate_labelled, encode_labelled
+from nanobert.data.tables import LabelMap
+from nanobert.model.bert import BertConfig, BertForMaskedLM, BertModel
+from nanobert.tasks.finetune import FinetuneConfig, finetune, read_split
 from nanobert.tokenizers import load_tokenizer
+from nanobert.train.precision import cpu_name
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
@@ -47,30 +49,12 @@ def random_copy(model_dir: Path, out: Path, seed: int) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def mean_pooling():
-    """Patch BertForSequenceClassification so its head reads the masked mean of the last layer (no pooler)."""
-    original = BertForSequenceClassification.forward
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        hidden, _ = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
-        m = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)  # (B, H)
-        logits = self.classifier(self.dropout(pooled))  # (B, K)
-        loss = None if labels is None else torch.nn.functional.cross_entropy(logits.float(), labels.long())
-        return logits, loss
-
-    BertForSequenceClassification.forward = forward
-    try:
-        yield
-    finally:
-        BertForSequenceClassification.forward = original
-
-
-def run_finetune(model_dir: Path, args, lr: float, pooling: str) -> float:
+def run_finetune(model_dir: Path, args, lr: float, pooling: str, init: str) -> float:
+    """SST-2 dev accuracy after `nanobert finetune --pooling POOLING --init INIT` with the script's settings."""
     cfg = FinetuneConfig(epochs=args.epochs, lr=lr, max_length=args.max_length, batch_size=32,
-                         max_train_examples=args.train_examples, seed=args.seed, progress=False, keep="last")
-    with tempfile.TemporaryDirectory() as out, (mean_pooling() if pooling == "mean" else contextlib.nullcontext()):
+                         max_train_examples=args.train_examples, seed=args.seed, progress=False, keep="last",
+                         pooling=pooling, init=init, precision=args.precision)
+    with tempfile.TemporaryDirectory() as out:
         report = finetune(model_dir, args.data / "train.tsv", args.data / "dev.tsv", out, cfg)
     return report["accuracy"]
 
@@ -81,9 +65,7 @@ def features(model_dir: Path, file: Path, args, limit: int | None) -> tuple[torc
     cfg = FinetuneConfig(max_length=args.max_length)
     data = read_split(file, cfg)
     tok = load_tokenizer(model_dir)
-    names = sorted(set(data.labels))
-    from nanobert.data.tables import LabelMap
-    enc = encode_split(data, tok, args.max_length, LabelMap.from_labels(names))
+    enc = encode_labelled(data, tok, args.max_length, LabelMap.from_labels(sorted(set(data.labels))))
     n = len(enc) if limit is None else min(limit, len(enc))
     if limit is not None:  # a fixed random subset, as finetune's max_train_examples picks
         keep = np.sort(np.random.default_rng(args.seed).permutation(len(enc))[:n])
@@ -92,7 +74,7 @@ def features(model_dir: Path, file: Path, args, limit: int | None) -> tuple[torc
     model = BertModel.from_pretrained(model_dir, expected_missing=("pooler.*",)).eval()
     cls, mean = [], []
     for start in range(0, n, 256):
-        batch = collate(enc, keep[start:start + 256], tok.pad_token_id)
+        batch = collate_labelled(enc, keep[start:start + 256], tok.pad_token_id)
         hidden, _ = model(batch["input_ids"], batch["attention_mask"])  # (B, T, H)
         m = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
         cls.append(hidden[:, 0])
@@ -139,11 +121,14 @@ class _Shown(dict):
         print(f"  {self.label}: {key} = {value:.4f}", flush=True)
 
 
-def score(model_dir: Path, args, label: str, only: set[str]) -> dict:
+def score(model_dir: Path, weights_dir: Path, args, label: str, only: set[str]) -> dict:
+    """The measures in `only` for one side: fine-tuning starts from `model_dir` (with `--init random` on the
+    random side), the frozen-feature measures read `weights_dir` (the model itself, or its random copy)."""
     out = _Shown(label)
+    init = "random" if label == "random" else "pretrained"
     if "probe" in only or "geometry" in only:
-        c_tr, m_tr, y_tr = features(model_dir, args.data / "train.tsv", args, args.train_examples)
-        c_te, m_te, y_te = features(model_dir, args.data / "dev.tsv", args, None)
+        c_tr, m_tr, y_tr = features(weights_dir, args.data / "train.tsv", args, args.train_examples)
+        c_te, m_te, y_te = features(weights_dir, args.data / "dev.tsv", args, None)
         if "probe" in only:
             out["probe cls"] = linear_probe(c_tr, y_tr, c_te, y_te)
             out["probe mean"] = linear_probe(m_tr, y_tr, m_te, y_te)
@@ -152,10 +137,10 @@ def score(model_dir: Path, args, label: str, only: set[str]) -> dict:
             out["cosine mean"] = mean_cosine(m_te)
     if "finetune" in only:
         for lr in args.lrs:
-            out[f"finetune cls lr {lr:g}"] = run_finetune(model_dir, args, lr, "cls")
+            out[f"finetune cls lr {lr:g}"] = run_finetune(model_dir, args, lr, "cls", init)
     if "mean" in only:
         for lr in args.lrs:
-            out[f"finetune mean lr {lr:g}"] = run_finetune(model_dir, args, lr, "mean")
+            out[f"finetune mean lr {lr:g}"] = run_finetune(model_dir, args, lr, "mean", init)
     return out
 
 
@@ -170,6 +155,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="fine-tuning seed (the same for both sides)")
     p.add_argument("--init-seed", type=int, default=0, help="torch seed of the random-weights copy")
     p.add_argument("--only", default="finetune,mean,probe,geometry")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="fine-tuning precision")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, help="also write the results as JSON")
     args = p.parse_args()
@@ -177,17 +163,18 @@ def main() -> None:
     args.only = set(args.only.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}", flush=True)
+    print(f"CPU: {cpu_name()}, torch threads {torch.get_num_threads()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model_dir in args.models:
             t0 = time.perf_counter()
-            rand = random_copy(model_dir, Path(tmp) / f"random-{len(results)}", args.init_seed)
+            frozen = args.only & {"probe", "geometry"}
+            rand = random_copy(model_dir, Path(tmp) / f"random-{len(results)}", args.init_seed) if frozen else None
             r = results[str(model_dir)] = {"pretrained": {}, "random": {}}
             # the cheap frozen-feature measures first, then the fine-tuning runs, each on both sides in turn
             for stage in ({"probe", "geometry"}, {"mean"}, {"finetune"}):
-                for side, path in (("pretrained", model_dir), ("random", rand)):
-                    r[side].update(score(path, args, side, stage & args.only))
+                for side, weights in (("pretrained", model_dir), ("random", rand)):
+                    r[side].update(score(model_dir, weights, args, side, stage & args.only))
             r["seconds"] = time.perf_counter() - t0
     print("| model | measure | pretrained | random | gain |\n|---|---|---|---|---|")
     for name, r in results.items():

@@ -133,3 +133,28 @@ def test_train_rows_hold_the_accuracy_of_their_step(tmp_path):
     logged = {int(r[0]): float(r[3]) for r in rows if r[1] == "train"}
     assert sorted(logged) == [5, 10, 12]
     assert all(abs(logged[s] - seen[s]) < 1e-5 for s in logged) and max(logged.values()) > 0
+
+
+def test_auto_precision_is_timed_once_and_kept_on_resume(tmp_path, monkeypatch):
+    """On a CPU with bf16 instructions "auto" times a step both ways; the choice is saved and a resumed run keeps
+    it even where a new timing would choose otherwise."""
+    from nanobert.train import loop, precision
+    monkeypatch.setattr(loop, "needs_timing", lambda p, device: p == "auto")
+    monkeypatch.setattr(precision, "time_precisions", lambda step, repeats=3: (step(False), step(True), (1.0, 0.5))[-1])
+
+    class Crash:
+        def on_step_end(self, state):
+            if state.step == 12:
+                raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(TinyMLM(), Batches(), cfg(precision="auto"), tmp_path / "run", callbacks=[Crash()])
+    saved = checkpoints.load_checkpoint(checkpoints.latest_checkpoint(tmp_path / "run"), TinyMLM())
+    assert saved["precision"] == "bf16"
+    monkeypatch.setattr(precision, "time_precisions", lambda step, repeats=3: (1.0, 2.0))  # now fp32 would win
+    state = train(TinyMLM(), Batches(), cfg(precision="auto"), tmp_path / "run", resume=True)
+    assert state.precision == "bf16" and state.step == 30
+    fresh = train(TinyMLM(), Batches(), cfg(precision="auto", max_steps=2), tmp_path / "fresh")
+    assert fresh.precision == "fp32"
+    assert train(TinyMLM(), Batches(), cfg(max_steps=2), tmp_path / "fixed").precision == "fp32"  # no timing asked

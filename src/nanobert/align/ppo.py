@@ -119,7 +119,7 @@ class PPOModel(nn.Module):
         logp, values, entropy = self.logp_values(input_ids, attention_mask, actions)
         pg_loss, clip_frac = L.ppo_policy_loss(logp, old_logp, advantages, mask, self.cfg.cliprange)
         vf_loss = L.ppo_value_loss(values, old_values, returns, mask, self.cfg.cliprange_value)
-        if self.sink is not None:
+        if self.sink is not None and self.training:  # not the loop's timing passes (train.precision)
             with torch.no_grad():
                 self.sink.append({"entropy": float(entropy.mean()), "clip_fraction": float(clip_frac),
                                   "policy_loss": float(pg_loss), "value_loss": float(vf_loss),

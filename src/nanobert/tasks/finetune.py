@@ -73,7 +73,8 @@ class FinetuneConfig:
     max_steps: int | None = None  # stop (and end the schedule) after this many steps in all
     max_minutes: float | None = None  # stop training after this much wall time; the schedule is unchanged
     grad_accum: int = 1  # micro-batches per optimizer step (same steps, less memory)
-    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on GPUs that support it, and on CPUs with bf16 instructions when a timed
+    # step is faster: train.precision; else fp32) | fp32 | bf16
     init: str = "pretrained"  # pretrained | random: same architecture and tokenizer, weights re-initialised
     # (the control for what pretraining buys)
     classifier_dropout: float | None = None  # None: the checkpoint's hidden_dropout_prob (0.1 for BERT)

@@ -48,7 +48,7 @@ from nanobert.train.flops import FlopModel, flop_model, peak_flops
 from nanobert.train.metrics import MetricsLogger, count_correct, perplexity
 from nanobert.train.optim import make_optimizer
 from nanobert.train.plots import plot_learning_curves
-from nanobert.train.precision import PRECISIONS, use_bf16
+from nanobert.train.precision import PRECISIONS, autocast_for, choose_by_timing, needs_timing, use_bf16
 from nanobert.train.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class LoopConfig:
     checkpoint_every: int = 500  # steps between checkpoints (also at the end); 0: only at the end
     max_checkpoints: int = 3  # keep this many newest checkpoints
     log_every: int = 10  # steps between train-metric rows in the CSV / log
-    precision: str = "auto"  # auto (bf16 autocast on GPUs that support it, else fp32; see train.precision) | fp32
+    precision: str = "auto"  # auto (bf16 autocast on GPUs that support it; on a CPU with bf16 instructions, bf16 when a
+    # timed step of the model is faster; else fp32: see train.precision) | fp32
     # | bf16
     compile: bool = False  # torch.compile the model: faster steps after a slow first one
     parallel: str = "ddp"  # under torchrun: ddp (a full copy per process) | fsdp (weights, gradients and optimizer
@@ -107,12 +108,7 @@ class LoopState:
     info: distributed.DistInfo
     metrics: dict = field(default_factory=dict)  # last validation metrics
     flops: float = 0.0  # model FLOPs of the steps of this call (all processes; see train.flops)
-
-
-def _autocast(precision: str, device: torch.device):
-    if not use_bf16(precision, device):
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    precision: str = "fp32"  # what the run trains in: cfg.precision, with "auto" resolved
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -133,7 +129,7 @@ def _num_tokens(batch: dict) -> int:
 def evaluate(model: torch.nn.Module, batches: Iterable[dict], device: torch.device,
              precision: str = "fp32") -> dict:
     """Mean loss over all targets, accuracy and perplexity of `model` on `batches` (summed over processes)."""
-    autocast = _autocast(precision, device)
+    autocast = autocast_for(precision, device)
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)  # loss * targets, correct, targets
@@ -170,13 +166,14 @@ def _callback_states(callbacks) -> dict:
     return {type(cb).__name__: cb.state_dict() for cb in callbacks if hasattr(cb, "state_dict")}
 
 
-def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, info) -> tuple[int, int, dict]:
-    """Load the checkpoint to resume from (or check that `out_dir` holds none); returns (step, tokens, metrics)."""
+def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, info) -> tuple[int, int, dict, str]:
+    """Load the checkpoint to resume from (or check that `out_dir` holds none); returns (step, tokens, metrics,
+    the precision it trained in: "" when unknown)."""
     if not resume:
         if out_dir is not None and checkpoints.latest_checkpoint(out_dir) is not None:
             raise NanobertError(f"{out_dir} already holds checkpoints; pass --resume to continue it or pick a new "
                                 "out-dir")
-        return 0, 0, {}
+        return 0, 0, {}, ""
     if out_dir is None and not isinstance(resume, (str, Path)):
         raise NanobertError("resume needs the run's output directory")
     ckpt = Path(resume) if isinstance(resume, (str, Path)) else checkpoints.latest_checkpoint(out_dir)
@@ -189,7 +186,7 @@ def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, 
         if hasattr(cb, "load_state_dict") and type(cb).__name__ in saved.get("callbacks", {}):
             cb.load_state_dict(saved["callbacks"][type(cb).__name__])
     log.info("resuming from %s (step %d)", ckpt, saved["step"])
-    return saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}
+    return saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}, saved.get("precision", "")
 
 
 def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: bool, eval_data, batches,
@@ -198,7 +195,7 @@ def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: 
     step, info = state.step, state.info
     due = step % cfg.eval_every == 0 and (step > 0 or cfg.eval_first)
     if eval_data is not None and fresh and (due or final):
-        state.metrics = evaluate(state.model, eval_data(), info.device, cfg.precision)
+        state.metrics = evaluate(state.model, eval_data(), info.device, state.precision)
         if state.metrics:
             log.info("step %d val loss %.4f accuracy %.4f perplexity %.2f", step,
                      state.metrics["loss"], state.metrics["accuracy"], state.metrics["perplexity"])
@@ -217,7 +214,8 @@ def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: 
         data_pos = batches.state_dict() if hasattr(batches, "state_dict") else None
         path = checkpoints.save_checkpoint(
             out_dir, step, state.model, state.optimizer,
-            {"tokens": state.tokens, "data": data_pos, "metrics": state.metrics, "config": run_config},
+            {"tokens": state.tokens, "data": data_pos, "metrics": state.metrics, "config": run_config,
+             "precision": state.precision},
             rngs, keep=cfg.max_checkpoints, extra=_callback_states(callbacks), full_state=sharded)
         _call(callbacks, "on_checkpoint", state, path)
     distributed.barrier()
@@ -326,18 +324,23 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
     if optimizer is None:
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps)
     decay_steps = cfg.decay_steps if cfg.decay_steps is not None else max(1, cfg.max_steps - cfg.warmup_steps)
-    autocast = _autocast(cfg.precision, info.device)
-    flops = flop_model(model)
-    peak = peak_flops(info.device, torch.bfloat16 if use_bf16(cfg.precision, info.device) else torch.float32)
     out_dir = Path(out_dir) if out_dir is not None else None
-    start_step, tokens, metrics = _resume(resume, out_dir, model, optimizer, batches, callbacks, info)
+    start_step, tokens, metrics, precision = _resume(resume, out_dir, model, optimizer, batches, callbacks, info)
+    if not precision or cfg.precision != "auto":  # a resumed "auto" run keeps what it chose
+        precision = cfg.precision
+        if needs_timing(precision, info.device):
+            precision, batches = choose_by_timing(model, batches, info.device, distributed.all_reduce_sum)
+    autocast = autocast_for(precision, info.device)
+    flops = flop_model(model)
+    peak = peak_flops(info.device, torch.bfloat16 if use_bf16(precision, info.device) else torch.float32)
     logger = MetricsLogger(out_dir, start_step if resume else None, cfg.tensorboard) \
         if out_dir is not None and info.is_main else None
     train_model = model if distributed.is_sharded(model) else distributed.wrap(model, info)
     if cfg.compile:
         train_model = torch.compile(train_model)
     state = LoopState(step=start_step, lr=0.0, loss=float("nan"), tokens=tokens, model=model,
-                      optimizer=optimizer, info=info, metrics=metrics)
+                      optimizer=optimizer, info=info, metrics=metrics,
+                      precision="bf16" if use_bf16(precision, info.device) else "fp32")
     progress = _Progress(cfg, state, logger, peak)
     deadline = time.monotonic() + 60 * cfg.time_limit_min if cfg.time_limit_min > 0 else None
     model.train()
