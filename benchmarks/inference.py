@@ -32,6 +32,7 @@ from nanobert.infer.onnx import OrtRunner, export_onnx  # noqa: E402
 from nanobert.infer.quant_check import Thresholds  # noqa: E402
 from nanobert.infer.pipelines import ClassifyPipeline, TorchRunner, build_head, load_torch_model  # noqa: E402
 from nanobert.resources import find_minilm  # noqa: E402
+from nanobert.train.precision import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
         model_dir = work / "minilm-random-head"
         net.save_pretrained(model_dir, tokenizer=WordPieceTokenizer.load(minilm))
 
-    print(f"model {model_dir}; torch {torch.__version__}, {args.threads} threads, {args.clock} clock; seq len {args.seq_len}", flush=True)
+    print(f"CPU: {cpu_name()}; model {model_dir}; torch {torch.__version__}, {args.threads} threads, "
+          f"{args.clock} clock; seq len {args.seq_len}", flush=True)
     t = time.time()
     fp32 = export_onnx(model_dir, work / "fp32.onnx", optimize=True)
     # the speed of the plain int8 graph (the first scheme): its accuracy is measured below, so the export's own

@@ -31,6 +31,7 @@ from nanobert.data.prepare import pack_sentences, split_sentences  # noqa: E402
 from nanobert.data.sources import read_documents  # noqa: E402
 from nanobert.model.bert import BertConfig, BertForMaskedLM  # noqa: E402
 from nanobert.resources import find_minilm  # noqa: E402
+from nanobert.train.precision import cpu_name  # noqa: E402
 from nanobert.tokenizers import load_tokenizer  # noqa: E402
 from nanobert.train.optim import make_optimizer, param_groups  # noqa: E402
 
@@ -114,7 +115,7 @@ def main() -> None:
     variants = args.variants.split(",")
     batches = make_batches(args.warmup + args.steps, args.batch, args.seq)
     tokens = [int(b["attention_mask"].sum()) for b in batches]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch} x <= {args.seq}, "
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch} x <= {args.seq}, "
           f"{sum(tokens[args.warmup:]) / args.steps:.0f} real tokens and "
           f"{sum(int((b['labels'] != -100).sum()) for b in batches) / len(batches):.0f} masked per batch")
     for size in args.sizes.split(","):

@@ -36,14 +36,20 @@ def _always_kept(tokens: list[str], special_ids: set[int]) -> set[int]:
     return special_ids | {i for i, t in enumerate(tokens) if char(t)}
 
 
-def kept_token_ids(tokens: list[str], special_ids: set[int], rows: Encoded, size: int) -> list[int]:
-    """The ids to keep, ascending: the always-kept ones, then the most frequent in `rows` (ties: lower id first)."""
+def _all_ids(rows: Encoded) -> np.ndarray:
+    """Every token id of every row, one flat array."""
+    return np.concatenate([np.asarray(x, dtype=np.int64) for x in rows.input_ids])
+
+
+def kept_token_ids(tokens: list[str], special_ids: set[int], rows: Encoded, size: int,
+                   used: np.ndarray | None = None) -> list[int]:
+    """The ids to keep, ascending: the always-kept ones, then the most frequent in `rows` (ties: lower id first).
+    `used`: the rows' ids already flattened (`_all_ids`), when the caller has them."""
     must = _always_kept(tokens, special_ids)
     if size < len(must):
         raise NanobertError(f"--prune-vocab {size} is smaller than the {len(must)} special and character tokens every "
                             "vocabulary keeps; ask for more")
-    counts = np.bincount(np.concatenate([np.asarray(x, dtype=np.int64) for x in rows.input_ids]),
-                         minlength=len(tokens))
+    counts = np.bincount(_all_ids(rows) if used is None else used, minlength=len(tokens))
     order = np.lexsort((np.arange(len(tokens)), -counts))  # most frequent first
     rest = [int(i) for i in order if counts[i] > 0 and int(i) not in must][:size - len(must)]
     return sorted(must | set(rest))
@@ -58,7 +64,8 @@ def prune_vocabulary(student: nn.Module, tokenizer, rows: Encoded, size: int):
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     if size >= len(tokens):
         return student, tokenizer
-    keep = kept_token_ids(tokens, set(tokenizer.special_ids), rows, size)
+    used = _all_ids(rows)
+    keep = kept_token_ids(tokens, set(tokenizer.special_ids), rows, size, used)
     with tempfile.TemporaryDirectory() as d:  # the teacher's tokenizer settings, with the shorter vocab.txt
         tokenizer.save(d)
         (Path(d) / "vocab.txt").write_text("".join(tokens[i] + "\n" for i in keep), encoding="utf-8")
@@ -68,7 +75,6 @@ def prune_vocabulary(student: nn.Module, tokenizer, rows: Encoded, size: int):
     new.weight.copy_(old.weight[torch.tensor(keep)])
     student.bert.embeddings.word_embeddings = new
     student.config.vocab_size, student.config.pad_token_id = len(keep), pruned.pad_token_id
-    used = np.concatenate([np.asarray(x, dtype=np.int64) for x in rows.input_ids])
     log.info("vocabulary pruned to %d of %d tokens, %.2f%% of the rows' tokens (%d parameters)", len(keep),
              len(tokens), 100 * np.isin(used, keep).mean(), sum(p.numel() for p in student.parameters()))
     return student, pruned
