@@ -52,3 +52,13 @@ def test_unknown_and_badly_typed_keys():
 def test_pretrain_config_ranges(override, message):
     with pytest.raises(NanobertError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_config(PretrainConfig, overrides=override)
+
+
+def test_a_nested_config_is_named_by_its_key_path():
+    """LoopConfig says "train." when built alone; under train-gpt's config it sits at "loop."."""
+    from nanobert.tasks.causal_lm import CausalLMConfig
+    from nanobert.train.loop import LoopConfig
+    with pytest.raises(NanobertError, match=r"^loop\.lr must be > 0, got -1\.0$"):
+        load_config(CausalLMConfig, overrides=["--loop.lr", "-1"])
+    with pytest.raises(NanobertError, match=r"^train\.lr must be > 0"):
+        LoopConfig(lr=-1)

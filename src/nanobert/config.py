@@ -86,7 +86,10 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
             kwargs[name] = from_dict(tp, value, prefix=f"{prefix}{key}.")
         else:
             kwargs[name] = _coerce(value, tp, prefix + key)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:  # name the field by where it sits in this config ("loop.lr", not the class's "train.lr")
+        raise FieldError(e.field, e.detail, prefix) from None
 
 
 def to_dict(cfg) -> dict:
@@ -163,16 +166,25 @@ def in_range(value: float, rule: str) -> bool:
     return lo_ok and hi_ok
 
 
+class FieldError(NanobertError):
+    """A config field outside its range or choices: "{prefix}{field} {detail}"."""
+
+    def __init__(self, field: str, detail: str, prefix: str = ""):
+        super().__init__(f"{prefix}{field} {detail}")
+        self.field, self.detail = field, detail
+
+
 def check_fields(cfg, ranges: dict[str, str], choices: dict[str, Sequence[str]] | None = None,
                  prefix: str = "") -> None:
-    """Raise `NanobertError` naming the first field of `cfg` outside its range or choices (None passes: an
+    """Raise `FieldError` naming the first field of `cfg` outside its range or choices (None passes: an
     optional field left unset). Example: check_fields(cfg, {"batch_size": ">= 1"}) with batch_size 0 ->
-    "batch_size must be >= 1, got 0"."""
+    "batch_size must be >= 1, got 0". `prefix` names the section for a config built directly; one read by
+    `from_dict` is named by its key path instead."""
     for name, rule in ranges.items():
         value = getattr(cfg, name)
         if value is not None and (isinstance(value, bool) or not in_range(float(value), rule)):
-            raise NanobertError(f"{prefix}{name} must be {rule}, got {value}")
+            raise FieldError(name, f"must be {rule}, got {value}", prefix)
     for name, allowed in (choices or {}).items():
         value = getattr(cfg, name)
         if value not in allowed:
-            raise NanobertError(f"{prefix}{name} must be one of {', '.join(allowed)}, got {value!r}")
+            raise FieldError(name, f"must be one of {', '.join(allowed)}, got {value!r}", prefix)
