@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanobert.data.loaders import BatchStream, TokenShards, collate
+from nanobert.data.loaders import BatchStream, TokenShards, collate, pack
 from nanobert.data.prepare import FORMAT
 from nanobert.errors import NanobertError
 
@@ -25,6 +25,30 @@ def test_collate_worked_example():
     b = collate([np.array([5, 6, 7]), np.array([8])], pad_id=0)
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_pack_worked_example():
+    b = pack([np.array([1, 1, 1]), np.array([2, 2]), np.array([3, 3, 3, 3])], seq_len=5, pad_id=0)
+    assert b["input_ids"].tolist() == [[3, 3, 3, 3, 0], [1, 1, 1, 2, 2]]  # first fit, longest first
+    assert b["position_ids"].tolist() == [[0, 1, 2, 3, 0], [0, 1, 2, 0, 1]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+
+
+def test_a_packed_stream_holds_the_same_tokens_in_fewer_rows_and_resumes(tmp_path):
+    data = _fake_prepared(tmp_path)
+    plain, packed = BatchStream(data, batch_size=4, seed=3), BatchStream(data, batch_size=4, seed=3, packed=True)
+    for _ in range(6):
+        a, b = next(plain), next(packed)
+        assert a["position"] == b["position"]
+        real = lambda x: sorted(x["input_ids"][x["attention_mask"].bool()].tolist())  # noqa: E731
+        assert real(a) == real(b)  # the same tokens ...
+        assert b["input_ids"].shape[0] <= a["input_ids"].shape[0] and b["input_ids"].shape[1] <= data.seq_len
+        assert int(b["attention_mask"].sum()) == int(a["attention_mask"].sum())
+    state = packed.state_dict()
+    expected = next(packed)
+    again = BatchStream(data, batch_size=4, seed=3, packed=True)
+    again.load_state_dict(state)
+    assert torch.equal(next(again)["input_ids"], expected["input_ids"])
 
 
 def test_round_robin_over_shards_and_epochs(tmp_path):

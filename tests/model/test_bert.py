@@ -92,6 +92,30 @@ def test_all_ones_mask_equals_no_mask_and_padding_is_ignored():
     assert (padded[1, :5] - short[0]).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("variant", ["absolute", "sinusoidal"])
+def test_a_packed_row_encodes_each_sequence_as_if_alone(variant):
+    """Three sequences in one row (position_ids restarting at 0, padding after them) give each sequence the
+    hidden states it has alone in a row: attention never crosses a sequence or reaches the padding."""
+    torch.manual_seed(0)
+    model = BertForMaskedLM(tiny(position_embedding_type=variant)).eval()
+    seqs = [torch.randint(5, 50, (n,)) for n in (5, 3, 6)]
+    row = torch.cat(seqs + [torch.zeros(2, dtype=torch.long)])[None]  # (1, 16): 14 tokens, 2 padding
+    positions = torch.cat([torch.arange(len(q)) for q in seqs] + [torch.zeros(2, dtype=torch.long)])[None]
+    mask = torch.ones_like(row)
+    mask[0, 14:] = 0
+    with torch.no_grad():
+        packed = model.bert(row, mask, position_ids=positions)[0][0]  # (16, H)
+        start = 0
+        for q in seqs:
+            alone = model.bert(q[None])[0][0]  # (n, H)
+            assert (packed[start:start + len(q)] - alone).abs().max() < 1e-5
+            start += len(q)
+        labels = torch.full_like(row, -100)
+        labels[0, [1, 6, 9]] = row[0, [1, 6, 9]]
+        _, loss = model(row, mask, labels=labels, position_ids=positions)  # the MLM head takes packed rows too
+    assert torch.isfinite(loss)
+
+
 def test_classification_losses_follow_transformers_rules():
     ids = torch.randint(1, 50, (4, 5))
     reg = BertForSequenceClassification(tiny(num_labels=1)).eval()

@@ -3,6 +3,7 @@
     data = TokenShards("data/wiki", "train")
     stream = BatchStream(data, batch_size=32, seed=0, pad_id=0)   # rank 0 of 1
     batch = next(stream)   # {"input_ids": (32, T) long, "attention_mask": (32, T) long}
+    packed = BatchStream(data, batch_size=32, packed=True)   # the same sequences, several to a row (`pack`)
 
 Each epoch every shard is shuffled with a seed derived from (seed, epoch, shard), cut into global
 batches (`batch_size` x `world_size` sequences) and the shards take turns: batch 0 from shard 0,
@@ -62,13 +63,41 @@ def collate(seqs: list[np.ndarray], pad_id: int) -> dict:
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 
+def pack(seqs: list[np.ndarray], seq_len: int, pad_id: int) -> dict:
+    """Several sequences to a row, no padding between them: `collate`'s dict for rows of at most `seq_len`
+    tokens filled first-fit, longest sequence first, plus "position_ids" (R, T): each token's position in its
+    own sequence, 0 where one starts (and at padding). The model keeps attention within each sequence
+    (`model.layers.packed_mask`), so a row of three sequences costs one row, not three mostly padded ones.
+
+    Example: lengths [3, 2, 4], seq_len 5 -> rows [seq 2 (4 tokens)], [seq 0 (3), seq 1 (2)];
+    position_ids [[0, 1, 2, 3, 0], [0, 1, 2, 0, 1]], attention_mask [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]].
+    """
+    rows: list[list[np.ndarray]] = []
+    room: list[int] = []
+    for i in sorted(range(len(seqs)), key=lambda i: -len(seqs[i])):  # stable: ties keep their order
+        n = len(seqs[i])
+        r = next((r for r, free in enumerate(room) if free >= n), None)
+        if r is None:
+            rows.append([]), room.append(seq_len)
+            r = len(rows) - 1
+        rows[r].append(seqs[i])
+        room[r] -= n
+    batch = collate([np.concatenate(row) for row in rows], pad_id)
+    positions = np.zeros(batch["input_ids"].shape, dtype=np.int64)  # (R, T)
+    for r, row in enumerate(rows):
+        positions[r, :sum(map(len, row))] = np.concatenate([np.arange(len(s)) for s in row])
+    batch["position_ids"] = torch.from_numpy(positions)
+    return batch
+
+
 class BatchStream:
-    """Endless iterator of this process's batches: shuffled per epoch, round-robin over shards, resumable."""
+    """Endless iterator of this process's batches: shuffled per epoch, round-robin over shards, resumable.
+    `packed`: each batch's sequences packed several to a row (`pack`): the same tokens in fewer rows."""
 
     def __init__(self, data: TokenShards, batch_size: int, seed: int = 0, pad_id: int = 0,
-                 rank: int = 0, world_size: int = 1, shuffle: bool = True):
+                 rank: int = 0, world_size: int = 1, shuffle: bool = True, packed: bool = False):
         self.data, self.batch_size, self.seed, self.pad_id = data, batch_size, seed, pad_id
-        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.rank, self.world_size, self.shuffle, self.packed = rank, world_size, shuffle, packed
         self.global_batch = batch_size * world_size
         if max(data.shard_sizes(), default=0) < self.global_batch:
             raise NanobertError(f"the {data.split} split has {len(data)} sequences in shards of "
@@ -102,7 +131,8 @@ class BatchStream:
             self._plan = self._make_plan(self.epoch)
         shard, rows = self._plan[self.index]
         mine = rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-        batch = collate([self.data.seq(shard, int(i)) for i in mine], self.pad_id)
+        seqs = [self.data.seq(shard, int(i)) for i in mine]
+        batch = pack(seqs, self.data.seq_len, self.pad_id) if self.packed else collate(seqs, self.pad_id)
         batch["position"] = (self.epoch, self.index)  # read by masking to seed this batch's draw
         self.index += 1
         return batch

@@ -21,7 +21,8 @@ from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir
 from nanobert.model import checkpoint_io
 from nanobert.model.config import OWN_MODEL_TYPE, PRESETS, BertConfig, read_config_json  # noqa: F401  (re-exported: nanobert.model.bert.PRESETS)
-from nanobert.model.layers import ACTIVATIONS, TransformerLayer, additive_mask, make_norm, sinusoidal_positions, tracing
+from nanobert.model.layers import (ACTIVATIONS, TransformerLayer, additive_mask, make_norm, packed_mask,
+                                   sinusoidal_positions, tracing)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
         self.max_positions = cfg.max_position_embeddings
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """position_ids (B, T): each token's position in its own sequence (packed rows); None: 0 .. T-1."""
         T = input_ids.shape[1]
         if not tracing() and T > self.max_positions:
             raise NanobertError(
@@ -54,7 +57,7 @@ class Embeddings(nn.Module):
             x = x + self.token_type_embeddings.weight[0]
         else:
             x = x + self.token_type_embeddings(token_type_ids)
-        x = x + pos[:T]  # (T, H) broadcast over the batch
+        x = x + (pos[:T] if position_ids is None else pos[position_ids])  # (T, H) broadcast, or (B, T, H)
         return self.dropout(self.LayerNorm(x))
 
 
@@ -182,7 +185,13 @@ def check_vocab_file(path: Path, config: BertConfig) -> None:
 
 class BertModel(PreTrained):
     """The encoder: forward(input_ids (B, T), attention_mask (B, T), token_type_ids (B, T))
-    -> (last_hidden_state (B, T, H), pooled (B, H) or None without a pooler)."""
+    -> (last_hidden_state (B, T, H), pooled (B, H) or None without a pooler).
+
+    Packed rows (several sequences in one row, no padding between them): pass `position_ids` (B, T), each
+    token's position within its own sequence; a 0 starts a new sequence, and attention stays within each
+    sequence (`packed_mask`), so every sequence is encoded as if it were alone in its row. This is the
+    convention of Hugging Face's flattening collator; transformers' BertModel itself would let a packed row
+    attend across its sequences."""
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
@@ -192,10 +201,12 @@ class BertModel(PreTrained):
         self.pooler = Pooler(config) if add_pooling_layer else None
         self.apply(self._init_weights)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, cls_only: bool = False):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, cls_only: bool = False, position_ids=None):
         """cls_only: the last layer computes [CLS] alone (all a pooler needs); last_hidden_state is then (B, 1, H)."""
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        x = self.encoder(x, additive_mask(attention_mask, x.dtype), cls_only)  # (B, T, H), or (B, 1, H)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
+        mask = additive_mask(attention_mask, x.dtype) if position_ids is None else \
+            packed_mask(position_ids, attention_mask, x.dtype)
+        x = self.encoder(x, mask, cls_only)  # (B, T, H), or (B, 1, H)
         return x, (self.pooler(x) if self.pooler is not None else None)
 
 
@@ -247,8 +258,8 @@ class BertForMaskedLM(PreTrained):
         self.cls = MLMHead(config)
         self.cls.apply(self._init_weights)  # the encoder initialised itself
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        hidden, _ = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, position_ids=None):
+        hidden, _ = self.bert(input_ids, attention_mask, token_type_ids, position_ids=position_ids)  # (B, T, H)
         words = self.bert.embeddings.word_embeddings.weight  # (V, H), the tied decoder
         if labels is None:
             return self.cls.predictions(hidden, words), None  # (B, T, V)

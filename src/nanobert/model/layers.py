@@ -81,6 +81,17 @@ def additive_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
     return (1.0 - keep) * torch.finfo(dtype).min
 
 
+def packed_mask(position_ids: torch.Tensor, attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T) positions within each packed sequence (a 0 starts the next one) and (B, T) padding mask ->
+    (B, 1, T, T) additive bias that lets each token attend only to the real tokens of its own sequence.
+    Example: positions [[0, 1, 2, 0, 1]] -> tokens 0-2 see 0-2, tokens 3-4 see 3-4."""
+    seq = torch.cumsum(position_ids == 0, dim=1)  # (B, T) which sequence of its row each token is in
+    keep = seq[:, :, None] == seq[:, None, :]  # (B, T, T) query and key in the same sequence
+    if attention_mask is not None:
+        keep = keep & attention_mask.bool()[:, None, :]  # padding keys dropped
+    return (~keep[:, None]).to(dtype) * torch.finfo(dtype).min  # (B, 1, T, T)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention: (B, T, H) -> (B, T, H) context, before the output projection.
 

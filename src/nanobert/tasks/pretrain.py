@@ -37,6 +37,8 @@ class DataSettings:
     batch_size: int = 32  # sequences per micro-batch per process (global batch = x processes x grad_accum)
     mask_rate: float = 0.15  # share of (non-special) tokens chosen for prediction, as in BERT
     whole_word: bool = False  # choose whole words: "##" pieces follow their word's first piece
+    packed: bool = False  # training batches pack several sequences to a row, attention kept within each one:
+    # no FLOP spent on padding (validation batches stay one sequence a row, comparable with unpacked runs)
     eval_batches: int = 20  # validation batches per evaluation (fixed batches, fixed masks: comparable losses)
 
     def __post_init__(self):
@@ -195,7 +197,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
         if not cfg.model.init_from:
             init_fresh_model(model, cfg.model, train_data, tokenizer)
         stream = BatchStream(train_data, cfg.data.batch_size, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
-                             rank=info.rank, world_size=info.world_size)
+                             rank=info.rank, world_size=info.world_size, packed=cfg.data.packed)
         batches = MaskedBatches(stream, tokenizer, cfg.data.mask_rate, cfg.seed, cfg.data.whole_word)
         eval_data = None
         val = TokenShards(cfg.data.dir, "val")
