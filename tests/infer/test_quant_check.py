@@ -57,6 +57,8 @@ def test_real_graphs(tiny_cls_dir, tiny_mlm_dir, vocab_tokenizer, tmp_path):
     assert same.passed and same.agreement == 1.0 and same.probes == 64
     report = check_int8(fp32, int8, vocab_tokenizer, "classify", probes=probes)
     assert report.agreement > 0.5  # the tiny model's int8 graph: whatever it is, it is measured and reported
+    assert report.seconds_fp32 > 0 and report.seconds_int8 > 0  # and what it costs or saves in time
+    assert f"{report.seconds_fp32 / report.seconds_int8:.2f}x" in report.summary()
 
     # Another classifier of the same shape stands in for a quantisation that wrecked the model.
     from nanobert.model.bert import BertConfig, BertForSequenceClassification

@@ -219,7 +219,7 @@ def _quantize_checked(src: Path, tmp: Path, tokenizer, task: str, max_length: in
         if report.passed:
             log.info("int8 (%s): %s", name, report.summary())
             return dst, name, report
-        log.info("int8 (%s) fails the quality check: %s", name, "; ".join(report.failures))
+        log.info("int8 (%s) fails the quality check: %s (%s)", name, "; ".join(report.failures), report.summary())
         reports.append(f"{name}: {'; '.join(report.failures)}")
     raise NanobertError(f"int8 quantisation loses quality however it is done ({' | '.join(reports)}); "
                         "nothing was written: export without --int8, or accept the loss on purpose "

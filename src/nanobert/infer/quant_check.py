@@ -52,6 +52,8 @@ class QualityReport:
     agreement: float | None = None  # classify: share of probes with the same label
     accuracy_fp32: float | None = None  # classify with a labelled set, in %
     accuracy_int8: float | None = None
+    seconds_fp32: float | None = None  # time both graphs spent on the probes (session runs only, one pass each)
+    seconds_int8: float | None = None
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +68,9 @@ class QualityReport:
             parts.append(f"same label as fp32 on {100 * self.agreement:.1f}%")
         if self.accuracy_fp32 is not None:
             parts.append(f"accuracy {self.accuracy_int8:.2f}% (fp32 {self.accuracy_fp32:.2f}%)")
+        if self.seconds_fp32 and self.seconds_int8:
+            parts.append(f"probes run in {1000 * self.seconds_int8:.0f} ms (fp32 {1000 * self.seconds_fp32:.0f} ms: "
+                         f"{self.seconds_fp32 / self.seconds_int8:.2f}x)")
         return ", ".join(parts)
 
 
@@ -77,8 +82,11 @@ def default_probes(n: int = DEFAULT_PROBES) -> list[str]:
 
 
 def run_graph(path: str | Path, tokenizer, texts: Sequence[str], batch_size: int = 32,
-              max_length: int = 128) -> np.ndarray:
-    """The first output of the ONNX graph at `path` on `texts`, batched and padded: (N, D) float32."""
+              max_length: int = 128, clock: list[float] | None = None) -> np.ndarray:
+    """The first output of the ONNX graph at `path` on `texts`, batched and padded: (N, D) float32.
+    `clock`: a list that gets the seconds the graph's runs took (tokenizing and loading not counted)."""
+    import time
+
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -87,7 +95,10 @@ def run_graph(path: str | Path, tokenizer, texts: Sequence[str], batch_size: int
     for i in range(0, len(texts), batch_size):
         enc = tokenizer(list(texts[i:i + batch_size]), truncation=True, max_length=max_length, padding=True)
         feeds = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names}
+        t0 = time.perf_counter()
         out.append(session.run(None, feeds)[0])
+        if clock is not None:
+            clock.append(time.perf_counter() - t0)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -137,10 +148,12 @@ def check_int8(fp32_path, int8_path, tokenizer, task: str, probes: Sequence[str]
     """Run both graphs on `labelled` texts (if any) then `probes`, and `compare` them."""
     texts = list(labelled[0]) if labelled is not None else []
     texts += list(probes) if probes is not None else default_probes()
-    fp32 = run_graph(fp32_path, tokenizer, texts, max_length=max_length)
-    int8 = run_graph(int8_path, tokenizer, texts, max_length=max_length)
+    clocks: tuple[list[float], list[float]] = ([], [])
+    fp32 = run_graph(fp32_path, tokenizer, texts, max_length=max_length, clock=clocks[0])
+    int8 = run_graph(int8_path, tokenizer, texts, max_length=max_length, clock=clocks[1])
     labels = np.asarray(labelled[1], dtype=np.int64) if labelled is not None else None
     report = compare(task, fp32, int8, labels, thresholds)
+    report.seconds_fp32, report.seconds_int8 = sum(clocks[0]), sum(clocks[1])
     log.info("int8 quality: %s: %s", "passed" if report.passed else "FAILED", report.summary())
     return report
 
