@@ -41,6 +41,19 @@ def test_jsonl_and_parquet_text_column(tmp_path):
     assert list(read_documents([tmp_path / "d.parquet"])) == ["a b c", "d e"]
 
 
+def test_a_labelled_table_is_one_document_of_its_text_column(tmp_path):
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text('sentence\tlabel\na gripping , "funny film \t1\n\t0\nit drags .\t0\n', encoding="utf-8")
+    # rows are paragraphs (packed several to a sequence by prepare); empty rows and the labels are dropped
+    assert list(read_documents([tsv])) == ['a gripping , "funny film\nit drags .']
+    csv = tmp_path / "reviews.csv"
+    csv.write_text('id,body\n1,"Great, truly."\n2,Bad.\n', encoding="utf-8")
+    assert list(read_documents([csv], text_column="body")) == ["Great, truly.\nBad."]
+    with pytest.raises(NanobertError, match="no column 'text'.*columns: id, body"):
+        list(read_documents([csv]))
+    assert expand_inputs([tmp_path]) == [csv, tsv]
+
+
 def test_real_enwiki_headers(shared_data):
     docs = read_documents([shared_data / "enwiki" / "enwiki_clean.txt.gz"])
     first = next(docs)
@@ -60,9 +73,9 @@ def test_binary_and_missing_inputs_are_clear_errors(tmp_path):
     with pytest.raises(NanobertError, match="not found"):
         expand_inputs([tmp_path / "nope.txt"])
     with pytest.raises(NanobertError, match="cannot read"):
-        csv = tmp_path / "x.csv"
-        csv.write_text("a,b\n")
-        expand_inputs([csv])
+        doc = tmp_path / "x.docx"
+        doc.write_text("a,b\n")
+        expand_inputs([doc])
 
 
 # -- the one text opener -------------------------------------------------------------------------

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         description="Tokenize text into fixed-length training sequences, split them into train/val/test by a seed "
         "and write memory-mapped uint16/uint32 shards plus meta.json and the tokenizer to OUT. Inputs: .txt and "
         ".txt.gz files (one document per file, or one per ' = Title = ' article), .jsonl and .parquet with a text "
-        "column, or directories of them.",
+        "column, .tsv/.csv tables (the text column only, a row a paragraph: a labelled task's training sentences "
+        "as in-domain text), or directories of them.",
         epilog="example: nanobert prepare ../shared/data/enwiki/enwiki_clean.txt.gz --tokenizer tok/ --out data/enwiki",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="text files or directories")
@@ -34,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the train/val/test split")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="sequences per shard file")
     p.add_argument("--min-tokens", type=int, default=d.min_tokens, help="drop shorter sequences")
-    p.add_argument("--text-column", default=d.text_column, help="text field of JSONL / parquet inputs")
+    p.add_argument("--text-column", default=d.text_column, help="text field of JSONL / parquet / TSV / CSV inputs "
+                   "(tables fall back to a 'sentence' column)")
     p.add_argument("--workers", type=int, default=d.num_workers, help="tokenizing processes (0: one per core)")
     p.add_argument("--dedup", choices=("none", "exact", "near"), default=d.dedup,
                    help="drop duplicate documents first: exact copies (and lines copied from earlier documents), or "

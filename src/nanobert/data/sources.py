@@ -6,6 +6,9 @@ Supported inputs, chosen by file name:
   (` = Title = ` alone on a line), one document per article.
 - `.jsonl` / `.jsonl.gz`: one JSON object per line, the document in field `text_column`.
 - `.parquet`: the column `text_column` (needs the optional `pyarrow`).
+- `.tsv` / `.csv` (optionally `.gz`): a table with a header; the column `text_column`, or else the first of
+  "text", "sentence" it has. The file is one document whose paragraphs are its rows, so short rows (a
+  labelled task's sentences, e.g. SST-2's train.tsv) are packed several to a sequence; labels are ignored.
 - a directory: every supported file in it, sorted by name.
 
 Binary files (NUL bytes, invalid UTF-8) are refused with a `NanobertError` naming the file
@@ -23,7 +26,7 @@ from nanobert.data.textio import open_text
 from nanobert.errors import NanobertError
 
 _TITLE = re.compile(r"^ ?= ([^=].*?) = ?$")  # " = Title = " (top-level only; " = = Section = = " is not a title)
-SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet")
+SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".parquet", ".tsv", ".tsv.gz", ".csv", ".csv.gz")
 
 
 def _kind(path: Path) -> str | None:
@@ -138,6 +141,21 @@ def read_parquet(path: str | Path, text_column: str = "text") -> Iterator[str]:
                 yield text
 
 
+def read_table_document(path: str | Path, text_column: str = "text") -> Iterator[str]:
+    """The text column of a .tsv / .csv table as one document, a row a paragraph (nothing if it has no text)."""
+    from nanobert.data.tables import TEXT_COLUMN_GUESSES, read_table  # tables reads JSONL with this module
+
+    columns, rows = read_table(path)
+    found = [c for c in (text_column, *TEXT_COLUMN_GUESSES) if c in columns]
+    if not found:
+        raise NanobertError(f"{path} has no column {text_column!r} (columns: {', '.join(columns)}); "
+                            "set text-column to the text column")
+    texts = [str(row[found[0]] or "").strip() for row in rows]
+    doc = "\n".join(t for t in texts if t)
+    if doc:
+        yield doc
+
+
 def read_documents(inputs: Iterable[str | Path], text_column: str = "text") -> Iterator[str]:
     """All documents of all inputs, in order (see the module docstring for the formats)."""
     for path in expand_inputs(inputs):
@@ -146,5 +164,7 @@ def read_documents(inputs: Iterable[str | Path], text_column: str = "text") -> I
             yield from read_text_documents(path)
         elif kind in (".jsonl", ".jsonl.gz"):
             yield from read_jsonl(path, text_column)
+        elif kind in (".tsv", ".tsv.gz", ".csv", ".csv.gz"):
+            yield from read_table_document(path, text_column)
         else:
             yield from read_parquet(path, text_column)
