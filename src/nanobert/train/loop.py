@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from nanobert.config import check_fields
 from nanobert.errors import NanobertError
 from nanobert.train import checkpoints, distributed
+from nanobert.train.budget import Budget
 from nanobert.train.flops import FlopModel, flop_model, peak_flops
 from nanobert.train.metrics import MetricsLogger, count_correct, perplexity
 from nanobert.train.optim import make_optimizer
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 class LoopConfig:
     max_steps: int = 1000  # optimizer steps (each = grad_accum micro-batches on every process)
     time_limit_min: float = 0.0  # also stop (eval, checkpoint, save) after this many minutes; 0: no limit
+    budget: str = "steps"  # steps: the schedule runs over max_steps | time: its decay ends with time_limit_min
+    # whatever the machine's speed (train.budget; max_steps then only caps)
     lr: float = 1e-3  # peak learning rate, reached at the end of warmup
     min_lr: float = 5e-5  # floor the schedule decays to and then holds
     warmup_steps: int = 100  # linear warmup from 0: large early updates on random weights diverge
@@ -92,7 +95,9 @@ class LoopConfig:
             "grad_accum": ">= 1", "grad_clip": ">= 0", "eval_every": ">= 1", "checkpoint_every": ">= 0",
             "max_checkpoints": ">= 0", "log_every": ">= 1"},
             {"schedule": ["cosine", "linear", "constant"], "precision": PRECISIONS,
-             "parallel": ["ddp", "fsdp"]}, prefix="train.")
+             "parallel": ["ddp", "fsdp"], "budget": ["steps", "time"]}, prefix="train.")
+        if self.budget == "time" and self.time_limit_min <= 0:
+            raise NanobertError("train.budget = time needs train.time_limit_min > 0: the schedule follows that limit")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise NanobertError(f"train.device is {self.device!r}, but torch sees no CUDA device; use cpu or auto")
 
@@ -109,6 +114,7 @@ class LoopState:
     metrics: dict = field(default_factory=dict)  # last validation metrics
     flops: float = 0.0  # model FLOPs of the steps of this call (all processes; see train.flops)
     precision: str = "fp32"  # what the run trains in: cfg.precision, with "auto" resolved
+    clock: Budget | None = None  # the time spent and the schedule's position (train.budget)
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -166,14 +172,14 @@ def _callback_states(callbacks) -> dict:
     return {type(cb).__name__: cb.state_dict() for cb in callbacks if hasattr(cb, "state_dict")}
 
 
-def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, info) -> tuple[int, int, dict, str]:
+def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, info) -> tuple[int, int, dict, dict]:
     """Load the checkpoint to resume from (or check that `out_dir` holds none); returns (step, tokens, metrics,
-    the precision it trained in: "" when unknown)."""
+    {"precision": what it trained in, "clock": its Budget state}, empty when unknown)."""
     if not resume:
         if out_dir is not None and checkpoints.latest_checkpoint(out_dir) is not None:
             raise NanobertError(f"{out_dir} already holds checkpoints; pass --resume to continue it or pick a new "
                                 "out-dir")
-        return 0, 0, {}, ""
+        return 0, 0, {}, {}
     if out_dir is None and not isinstance(resume, (str, Path)):
         raise NanobertError("resume needs the run's output directory")
     ckpt = Path(resume) if isinstance(resume, (str, Path)) else checkpoints.latest_checkpoint(out_dir)
@@ -186,7 +192,8 @@ def _resume(resume, out_dir: Path | None, model, optimizer, batches, callbacks, 
         if hasattr(cb, "load_state_dict") and type(cb).__name__ in saved.get("callbacks", {}):
             cb.load_state_dict(saved["callbacks"][type(cb).__name__])
     log.info("resuming from %s (step %d)", ckpt, saved["step"])
-    return saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}, saved.get("precision", "")
+    kept = {"precision": saved.get("precision", ""), "clock": saved.get("clock")}
+    return saved["step"], saved.get("tokens", 0), saved.get("metrics") or {}, kept
 
 
 def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: bool, eval_data, batches,
@@ -215,7 +222,7 @@ def _eval_and_checkpoint(state: LoopState, cfg: LoopConfig, final: bool, fresh: 
         path = checkpoints.save_checkpoint(
             out_dir, step, state.model, state.optimizer,
             {"tokens": state.tokens, "data": data_pos, "metrics": state.metrics, "config": run_config,
-             "precision": state.precision},
+             "precision": state.precision, "clock": state.clock.state_dict() if state.clock else None},
             rngs, keep=cfg.max_checkpoints, extra=_callback_states(callbacks), full_state=sharded)
         _call(callbacks, "on_checkpoint", state, path)
     distributed.barrier()
@@ -293,14 +300,8 @@ class _Progress:
             self.t_last, self.tokens_last, self.flops_last = now, state.tokens, state.flops
 
 
-def _stop_now(state: LoopState, cfg: LoopConfig, deadline: float | None) -> bool:
-    """The last step: max_steps reached, or the time limit (every process must agree to stop at the same step)."""
-    if state.step >= cfg.max_steps:
-        return True
-    if deadline is None:
-        return False
-    late = torch.tensor(float(time.monotonic() >= deadline))
-    return distributed.all_reduce_sum(late).item() > 0
+def _mean_over(info: distributed.DistInfo) -> Callable[[float], float]:
+    return lambda value: distributed.all_reduce_sum(torch.tensor(value, dtype=torch.float64)).item() / info.world_size
 
 
 def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_dir: str | Path | None = None, *,
@@ -325,7 +326,8 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps)
     decay_steps = cfg.decay_steps if cfg.decay_steps is not None else max(1, cfg.max_steps - cfg.warmup_steps)
     out_dir = Path(out_dir) if out_dir is not None else None
-    start_step, tokens, metrics, precision = _resume(resume, out_dir, model, optimizer, batches, callbacks, info)
+    start_step, tokens, metrics, kept = _resume(resume, out_dir, model, optimizer, batches, callbacks, info)
+    precision = kept.get("precision", "")
     if not precision or cfg.precision != "auto":  # a resumed "auto" run keeps what it chose
         precision = cfg.precision
         if needs_timing(precision, info.device):
@@ -340,15 +342,16 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
         train_model = torch.compile(train_model)
     state = LoopState(step=start_step, lr=0.0, loss=float("nan"), tokens=tokens, model=model,
                       optimizer=optimizer, info=info, metrics=metrics,
-                      precision="bf16" if use_bf16(precision, info.device) else "fp32")
+                      precision="bf16" if use_bf16(precision, info.device) else "fp32",
+                      clock=Budget.start(cfg, decay_steps, kept.get("clock"), agree=_mean_over(info)))
     progress = _Progress(cfg, state, logger, peak)
-    deadline = time.monotonic() + 60 * cfg.time_limit_min if cfg.time_limit_min > 0 else None
     model.train()
     try:
         while True:
-            final = _stop_now(state, cfg, deadline)
-            # 1. learning rate: a pure function of the step, so nothing to restore on resume
-            state.lr = lr_at(state.step, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+            position, late = state.clock.tick(state.step)  # every process agrees on both
+            final = late or state.step >= cfg.max_steps
+            # 1. learning rate: a pure function of the step (or, with budget "time", of the time spent as well)
+            state.lr = lr_at(position, max_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
                              decay_steps=decay_steps, kind=cfg.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = state.lr * group.get("lr_scale", 1.0)
