@@ -53,7 +53,7 @@ def run_finetune(model_dir: Path, args, lr: float, pooling: str, init: str) -> f
     """SST-2 dev accuracy after `nanobert finetune --pooling POOLING --init INIT` with the script's settings."""
     cfg = FinetuneConfig(epochs=args.epochs, lr=lr, max_length=args.max_length, batch_size=32,
                          max_train_examples=args.train_examples, seed=args.seed, progress=False, keep="last",
-                         pooling=pooling, init=init, precision=args.precision)
+                         pooling=pooling, init=init, precision=args.precision, dropout=args.dropout)
     with tempfile.TemporaryDirectory() as out:
         report = finetune(model_dir, args.data / "train.tsv", args.data / "dev.tsv", out, cfg)
     return report["accuracy"]
@@ -156,6 +156,8 @@ def main() -> None:
     p.add_argument("--init-seed", type=int, default=0, help="torch seed of the random-weights copy")
     p.add_argument("--only", default="finetune,mean,probe,geometry")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="fine-tuning precision")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="encoder dropout while fine-tuning (default: the checkpoint's; 0 for the CPU recipes)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, help="also write the results as JSON")
     args = p.parse_args()

@@ -214,3 +214,18 @@ def test_same_seed_same_model(tiny_dir, splits, tmp_path):
         finetune(tiny_dir, train, dev, tmp_path / name, cfg)
     a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dropout_override_reaches_every_encoder_layer(tiny_dir):
+    from nanobert.data.tables import LabelMap
+    from nanobert.tasks.finetune import build_classifier
+
+    labels = LabelMap.from_labels(["0", "1"])
+    plain = build_classifier(tiny_dir, labels, FinetuneConfig(), None)
+    assert plain.config.hidden_dropout_prob == 0.1  # the checkpoint's own
+    model = build_classifier(tiny_dir, labels, FinetuneConfig(dropout=0.25), None)
+    assert model.config.hidden_dropout_prob == model.config.attention_probs_dropout_prob == 0.25
+    rates = {m.p for m in model.bert.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.25}
+    with pytest.raises(NanobertError, match="dropout"):
+        FinetuneConfig(dropout=1.0)

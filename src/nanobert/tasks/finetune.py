@@ -78,6 +78,8 @@ class FinetuneConfig:
     init: str = "pretrained"  # pretrained | random: same architecture and tokenizer, weights re-initialised
     # (the control for what pretraining buys)
     classifier_dropout: float | None = None  # None: the checkpoint's hidden_dropout_prob (0.1 for BERT)
+    dropout: float | None = None  # the encoder's hidden and attention dropout while fine-tuning; None: the
+    # checkpoint's (0.1 for BERT, 0 for this project's CPU pretraining recipes, which underfit without it)
     pooling: str | None = None  # cls | mean: the classifier reads [CLS] through the pooler, or the mean over real
     # tokens (better for an MLM-only checkpoint, whose [CLS] is never trained; transformers cannot run it);
     # None: the checkpoint's classifier_pooling ("cls" for Hugging Face checkpoints)
@@ -100,6 +102,7 @@ class FinetuneConfig:
             "max_length": ">= 2", "max_train_examples": ">= 1", "epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0",
             "weight_decay": ">= 0", "adam_eps": "> 0", "warmup_ratio": "[0, 1)", "max_grad_norm": ">= 0",
             "max_steps": ">= 1", "max_minutes": "> 0", "grad_accum": ">= 1", "classifier_dropout": "[0, 1)",
+            "dropout": "[0, 1)",
             "tabular_hidden": ">= 1", "eval_batch_size": ">= 1", "bucket_batches": ">= 1", "checkpoint_every": ">= 1",
             "threads": ">= 1"}, {"keep": list(KEEP_RULES), "precision": list(PRECISIONS),
                                  "init": ["pretrained", "random"]})
@@ -160,6 +163,8 @@ def build_classifier(model_dir, labels: LabelMap, cfg: FinetuneConfig, stats: Ta
         overrides["classifier_dropout"] = cfg.classifier_dropout
     if cfg.pooling is not None:
         overrides["classifier_pooling"] = cfg.pooling
+    if cfg.dropout is not None:
+        overrides.update(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
     old = BertConfig.from_pretrained(model_dir)
     same_head = old.num_labels == len(labels) and old.id2label is not None and \
         {str(v) for v in old.id2label.values()} == set(labels.names)
