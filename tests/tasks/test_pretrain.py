@@ -171,3 +171,15 @@ def test_gpu_recipes_run_at_toy_scale(name, data, tmp_path):
     train_rows = [r for r in rows[1:] if r[1] == "train"]
     assert [int(r[0]) for r in train_rows] == [1, 2, 3] and all(float(r[-1]) > 0 for r in train_rows)
     assert (run / "step-00000003").is_dir() and (run / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("mlm-*.toml")), ids=lambda p: p.name)
+def test_every_pretraining_recipe_loads(path):
+    """Each shipped masked-LM recipe is a valid PretrainConfig (a renamed or mistyped key fails here, not an hour in)."""
+    from nanobert.config import load_config
+    from nanobert.tasks.pretrain import PretrainConfig
+
+    cfg = load_config(PretrainConfig, path)
+    assert cfg.train.max_steps >= 1 and cfg.data.dir
+    if cfg.train.budget == "time":
+        assert cfg.train.time_limit_min > 0
