@@ -88,7 +88,7 @@ def main() -> None:
         cfg.train.eval_every, cfg.train.checkpoint_every, cfg.train.progress = 100_000, 0, False
         state = pretrain(cfg)
         score = evaluate_mlm(Path(cfg.out_dir) / "model", args.out / "held_out.txt", MLMEvalConfig(seq_len=64))
-        removed = meta.get("filters", {}).get("removed", {})
+        removed = (meta.get("filters") or {}).get("removed", {})
         rows.append({"run": name, "documents": meta["documents"], "removed": removed,
                      "train_tokens": meta["splits"]["train"]["tokens"], "steps": state.step,
                      "accuracy": score["accuracy"], "loss": score["loss"]})

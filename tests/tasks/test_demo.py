@@ -29,6 +29,9 @@ def test_demo_writes_every_stage(demo_run):
                  "classifier.int8.onnx", "summary.md"):
         assert (demo_run / name).is_file() and (demo_run / name).stat().st_size > 0, name
     assert (demo_run / "pretrain/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    inputs = json.loads((demo_run / "data" / "meta.json").read_text())["inputs"]
+    # the corpus: a novel and the classifiers' training sentences; the report's novel and the test set stay unseen
+    assert [i.rsplit("/", 1)[-1] for i in inputs] == ["pride_and_prejudice.txt.gz", "train.tsv"]
     html = (demo_run / "masked_predictions.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "Accuracy" in html
     # every fill-mask sentence got five candidates for its one [MASK]

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nanobert.data.sources import read_json_lines
+from nanobert.data.textio import read_json_lines
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_path
 

@@ -17,12 +17,12 @@ Binary files (NUL bytes, invalid UTF-8) are refused with a `NanobertError` namin
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from nanobert.data.textio import open_text
+from nanobert.data.tables import TEXT_COLUMN_GUESSES, read_table
+from nanobert.data.textio import open_text, read_json_lines
 from nanobert.errors import NanobertError
 
 _TITLE = re.compile(r"^ ?= ([^=].*?) = ?$")  # " = Title = " (top-level only; " = = Section = = " is not a title)
@@ -98,21 +98,6 @@ def read_text_documents(path: str | Path) -> Iterator[str]:
         yield doc
 
 
-def read_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """`(line number, object)` for each non-blank line of a .jsonl / .jsonl.gz file; one JSON object a line."""
-    path = Path(path)
-    for i, line in enumerate(_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise NanobertError(f"{path}:{i}: not valid JSON ({e.msg}); write one object a line") from None
-        if not isinstance(obj, dict):
-            raise NanobertError(f"{path}:{i}: expected a JSON object a line, got {type(obj).__name__}")
-        yield i, obj
-
-
 def read_jsonl(path: str | Path, text_column: str = "text") -> Iterator[str]:
     """Field `text_column` of each JSON object line of a .jsonl / .jsonl.gz file."""
     for i, obj in read_json_lines(path):
@@ -143,8 +128,6 @@ def read_parquet(path: str | Path, text_column: str = "text") -> Iterator[str]:
 
 def read_table_document(path: str | Path, text_column: str = "text") -> Iterator[str]:
     """The text column of a .tsv / .csv table as one document, a row a paragraph (nothing if it has no text)."""
-    from nanobert.data.tables import TEXT_COLUMN_GUESSES, read_table  # tables reads JSONL with this module
-
     columns, rows = read_table(path)
     found = [c for c in (text_column, *TEXT_COLUMN_GUESSES) if c in columns]
     if not found:

@@ -20,8 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nanobert.data.sources import read_json_lines
-from nanobert.data.textio import open_text
+from nanobert.data.textio import open_text, read_json_lines
 from nanobert.errors import NanobertError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")

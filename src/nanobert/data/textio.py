@@ -13,6 +13,7 @@ byte-order mark (as spreadsheet programs write) is dropped.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import sys
 import zlib
@@ -137,3 +138,19 @@ def read_text(path: str | os.PathLike, what: str = "") -> str:
     """The whole UTF-8 text of `path` (see `open_text`)."""
     with open_text(path, what) as f:
         return f.read()
+
+
+def read_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """`(line number, object)` for each non-blank line of a .jsonl / .jsonl.gz file; one JSON object a line."""
+    path = Path(path)
+    with open_text(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise NanobertError(f"{path}:{i}: not valid JSON ({e.msg}); write one object a line") from None
+            if not isinstance(obj, dict):
+                raise NanobertError(f"{path}:{i}: expected a JSON object a line, got {type(obj).__name__}")
+            yield i, obj
