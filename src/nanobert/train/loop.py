@@ -18,7 +18,8 @@ The contract, all of it:
   `state_dict()` / `load_state_dict()` (tensors, numbers, strings, lists, dicts) has its state saved in
   each checkpoint and restored on resume.
 
-`cfg.max_steps` ends the run (and `cfg.time_limit_min`, when set, ends it earlier): the last step
+`cfg.max_steps` ends the run (and `cfg.time_limit_min`, when set, ends it earlier; with `cfg.budget = "time"`
+the schedule's decay follows that limit too: train.budget): the last step
 is evaluated and checkpointed like any other. Each step: learning rate -> eval / checkpoint -> micro-steps (forward, backward) -> clip -> optimizer
 step -> zero grads -> log. A non-finite loss or gradient stops the run with `NanobertError` before
 the optimizer touches the weights, so the last checkpoint stays the last good one. Checkpoints hold
