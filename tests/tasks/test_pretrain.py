@@ -30,6 +30,7 @@ eval_every = 12
 checkpoint_every = 12
 log_every = 5
 progress = false
+precision = "fp32"  # "auto" times fp32 against bf16 on a bf16 CPU: two runs compared here could choose differently
 """
 
 
