@@ -94,11 +94,12 @@ def main() -> None:
                      "accuracy": score["accuracy"], "loss": score["loss"]})
         print(json.dumps(rows[-1]), flush=True)
     print(f"\nCPU: {cpu_name()}; {args.minutes:g} min of pretraining each, held-out: {len(held_out)} articles\n")
-    print("| corpus | documents kept | near copies removed | train tokens | steps | held-out MLM accuracy | loss |")
+    print("| corpus | documents kept | copies removed | train tokens | steps | held-out MLM accuracy | loss |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['documents']:,} | {r['removed'].get('near_duplicate', 0) + r['removed'].get('exact_duplicate', 0):,} "
-              f"| {r['train_tokens']:,} | {r['steps']:,} | {r['accuracy']:.2%} | {r['loss']:.4f} |")
+        copies = r["removed"].get("near_duplicate", 0) + r["removed"].get("exact_duplicate", 0)
+        print(f"| {r['run']} | {r['documents']:,} | {copies:,} | {r['train_tokens']:,} | {r['steps']:,} "
+              f"| {r['accuracy']:.2%} | {r['loss']:.4f} |")
 
 
 if __name__ == "__main__":

@@ -119,8 +119,8 @@ def _plan(cfg: DemoConfig) -> _Plan:
     novels.remove(held_out[0])
     if cfg.quick:
         pride = [p for p in novels if p.name.startswith("pride")]
-        return _Plan(pride, held_out[0], vocab_size=2000, seq_len=64, short_seq_len=32, short_share=0.75, pretrain_minutes=None,
-                     pretrain_steps=400, epochs=1,
+        return _Plan(pride, held_out[0], vocab_size=2000, seq_len=64, short_seq_len=32, short_share=0.75,
+                     pretrain_minutes=None, pretrain_steps=400, epochs=1,
                      own_examples=1500, own_minutes=None, minilm_examples=1280, minilm_minutes=None,
                      minilm_lr=3e-4, report_paragraphs=10)
     if cfg.minutes is not None and cfg.minutes < 3:
@@ -239,7 +239,8 @@ def _fill_mask(run: Path, plan: _Plan, cfg: DemoConfig) -> dict:
     paragraphs = [p for p in read_documents([plan.held_out]) for p in p.split("\n") if len(p.split()) >= 12]
     random.Random(cfg.seed).shuffle(paragraphs)
     examples = mask_and_predict(pipe, paragraphs[: plan.report_paragraphs], mask_prob=0.15, seed=cfg.seed)
-    accuracy = write_report(run / "masked_predictions.html", examples, title="a small BERT pretrained on Jane Austen and SST-2 sentences")
+    accuracy = write_report(run / "masked_predictions.html", examples,
+                            title="a small BERT pretrained on Jane Austen and SST-2 sentences")
     return {"fill_mask": predictions, "report_accuracy": accuracy}
 
 
@@ -353,7 +354,8 @@ def format_summary(s: dict) -> str:
     p, e = s["pretrain"], s["export"]
     val = p["val"]
     lines = [f"# nanobert demo ({s['seconds'] / 60:.1f} min)", "", f"Everything is under `{s['run_dir']}`.", "",
-             "## Pretraining (a small BERT, masked language modeling, on Jane Austen and the SST-2 training sentences)",
+             "## Pretraining (a small BERT, masked language modeling, on Jane Austen and the SST-2 training "
+             "sentences)",
              f"- WordPiece vocabulary of {p['tokenizer_vocab']:,} tokens learned in {p['tokenizer_seconds']} s; "
              f"{p['train_sequences']:,} training sequences prepared in {p['prepare_seconds']} s",
              f"- {p['pretrain_steps']:,} steps ({p['pretrain_tokens']:,} tokens) in {p['pretrain_seconds']} s: "

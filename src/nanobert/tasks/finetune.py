@@ -79,7 +79,8 @@ class FinetuneConfig:
     # (the control for what pretraining buys)
     classifier_dropout: float | None = None  # None: the checkpoint's hidden_dropout_prob (0.1 for BERT)
     dropout: float | None = None  # the encoder's hidden and attention dropout while fine-tuning; None: the
-    # checkpoint's (0.1 for BERT, 0 for this project's CPU pretraining recipes, which underfit without it)
+    # checkpoint's (0.1 for BERT; 0 for this project's CPU pretraining recipes, which drop it because short runs
+    # underfit)
     pooling: str | None = None  # cls | mean: the classifier reads [CLS] through the pooler, or the mean over real
     # tokens (better for an MLM-only checkpoint, whose [CLS] is never trained; transformers cannot run it);
     # None: the checkpoint's classifier_pooling ("cls" for Hugging Face checkpoints)

@@ -1,6 +1,6 @@
 """The run's clock: when to stop, and where the learning-rate schedule stands.
 
-    clock = Budget.start(cfg, saved=checkpoint_meta.get("clock"), agree=mean_over_processes)
+    clock = Budget.start(cfg, decay_steps, saved=checkpoint_meta.get("clock"), agree=mean_over_processes)
     pos, final = clock.tick(step)      # each step: the schedule's step, and whether time is up
 
 `cfg.budget = "steps"` (the default): the schedule is a function of the step alone and
