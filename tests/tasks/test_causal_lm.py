@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+from nanobert.config import load_config
 from nanobert.errors import NanobertError
 from nanobert.model.gpt import GPT, GPTConfig
 from nanobert.data.causal import pad_examples, to_causal
@@ -118,3 +120,17 @@ def test_cli_train_gpt_overrides_and_errors(corpus, tmp_path, capsys):
     assert main(["train-gpt", "--out_dir", str(tmp_path / "x"), "--model_type", "lstm", "--inputs", str(corpus),
                  "--loop.progress", "false"]) == 2
     assert "model_type must be one of gpt, bigram, got 'lstm'" in capsys.readouterr().err
+
+
+GPT_RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs").glob("align-*.toml"))
+
+
+@pytest.mark.parametrize("path", GPT_RECIPES, ids=lambda p: p.name)
+def test_every_gpt_recipe_loads(path):
+    """Each shipped train-gpt recipe is a valid CausalLMConfig whose context holds a prompt and a completion."""
+    cfg = load_config(CausalLMConfig, path)
+    assert cfg.inputs and cfg.loop.max_steps >= 1 and cfg.model.n_positions >= 64
+
+
+def test_the_gpt_recipes_are_found():
+    assert len(GPT_RECIPES) >= 2
