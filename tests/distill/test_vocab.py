@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from nanobert.data.labelled import Encoded, encode_labelled
+from nanobert.data.labelled import Encoded, encode_labelled, sorted_batches
 from nanobert.distill import DistillConfig, DistillLossConfig, distill
 from nanobert.distill.run import load_teacher
-from nanobert.distill.student import build_student
-from nanobert.distill.vocab import kept_token_ids, prune_vocabulary
+from nanobert.distill.student import DistillModel, build_student
+from nanobert.distill.vocab import kept_token_ids, prune_vocabulary, teacher_ids
 from nanobert.errors import NanobertError
 from nanobert.tasks.finetune import load_classifier, read_split
 
@@ -55,6 +55,31 @@ def test_distill_with_a_pruned_vocabulary_writes_a_working_classifier(teacher_di
     assert tok.vocab_size == model.config.vocab_size == 150 < teacher_vocab  # 64 rows use more than 150 tokens
     assert report["student_params"] == sum(p.numel() for p in model.parameters())
     assert (tmp_path / "out" / "vocab.txt").read_text().count("\n") == 150
-    with pytest.raises(NanobertError, match="tokenizer differs"):
-        distill(teacher_dir, train, dev, tmp_path / "x", DistillConfig(student="teacher:1", prune_vocab=100,
-                                                                       loss=DistillLossConfig(hidden=1.0), progress=False))
+
+
+def test_a_pruned_student_lines_up_with_its_teacher_through_the_teachers_ids(teacher_dir, splits):
+    teacher, tok, labels, cfg = load_teacher(teacher_dir)
+    data = read_split(splits[0], cfg)
+    student, _ = build_student("teacher:2", teacher, tok, labels, init_from_teacher=True)  # the whole teacher
+    student, pruned = prune_vocabulary(student, tok, encode_labelled(data, tok, 128, labels), tok.vocab_size - 60)
+    ids = teacher_ids(pruned, tok)
+    assert all(int(ids[i]) == tok.vocab[t] for t, i in pruned.vocab.items())
+    batch = sorted_batches(encode_labelled(data, pruned, 128, labels), 16, pruned.pad_token_id)[-1]  # longest rows
+    x = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    own, _ = student.eval()(*x)
+    losses = []
+    for mapping in (ids, None):
+        model = DistillModel(student, teacher, DistillLossConfig(alpha=1.0, hidden=1.0), mapping).train()
+        model.student.eval()  # no dropout: the student is the teacher, so what differs is what the teacher reads
+        losses.append(model(*x, labels=batch["labels"], teacher_logits=own.detach())[1].item())
+    assert losses[0] < 1e-8 < 1e-3 < losses[1]  # the teacher reads the student's tokens only through the mapping
+
+
+def test_distill_with_a_pruned_vocabulary_and_hidden_loss_trains(teacher_dir, splits, tmp_path):
+    train, dev = splits
+    cfg = DistillConfig(student="teacher:1", init_from_teacher=True, prune_vocab=150, max_train_examples=64,
+                        epochs=1, batch_size=16, lr=1e-3, progress=False, threads=1,
+                        loss=DistillLossConfig(hidden=1.0, attention=1.0))
+    report = distill(teacher_dir, train, dev, tmp_path / "out", cfg)
+    assert report["options"]["hidden"] == 1.0 and report["steps"] == 4
+    assert load_classifier(tmp_path / "out")[1].vocab_size == 150

@@ -35,7 +35,8 @@ from nanobert.distill.data import (cached_logits, distill_batches, encode_texts,
                                    teacher_logits)
 from nanobert.distill.student import (DistillLossConfig, DistillModel, build_student, check_intermediate,
                                       same_tokenizer)
-from nanobert.distill.vocab import prune_vocabulary
+from nanobert.distill.ffn import check_ffn_size, shrink_ffn
+from nanobert.distill.vocab import prune_vocabulary, teacher_ids
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json, write_text
 from nanobert.model.config import BertConfig
@@ -62,6 +63,8 @@ class DistillConfig:
     init_embeddings_from_teacher: bool = False  # a narrower student's embeddings: the teacher's, PCA-projected
     prune_vocab: int | None = None  # keep only this many of the teacher's tokens (those the rows use most): a
     # teacher-wide student then fits in far fewer parameters (distill.vocab); None: the whole vocabulary
+    prune_ffn: int | None = None  # with init_from_teacher: keep this many feed-forward neurons per layer, those
+    # that matter most to the task (distill.ffn): half of MiniLM's 1,536 lets 3 teacher layers fit where 2 did
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # variants of the training sentences (TinyBERT)
     loss: DistillLossConfig = field(default_factory=DistillLossConfig)
     # --- data
@@ -95,7 +98,7 @@ class DistillConfig:
     def __post_init__(self):
         check_fields(self, {"epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "max_length": ">= 2",
                             "max_train_examples": ">= 1", "max_unlabeled_examples": ">= 1", "threads": ">= 1",
-                            "prune_vocab": ">= 1"},
+                            "prune_vocab": ">= 1", "prune_ffn": ">= 1"},
                      {"precision": list(PRECISIONS), "teacher_precision": list(PRECISIONS)})
         self.augment.check()
 
@@ -168,7 +171,9 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
     if cfg.prune_vocab and not same:
         raise NanobertError("--prune-vocab cuts the teacher's vocabulary: give a preset, sizes or teacher:K as "
                             "--student (a student directory has its own tokenizer)")
-    same = same and not cfg.prune_vocab  # a pruned vocabulary tokenizes otherwise
+    if cfg.prune_ffn:
+        check_ffn_size(student, cfg.prune_ffn, cfg.init_from_teacher)
+    # A pruned vocabulary still lines up with the teacher's: the teacher reads the student's tokens (teacher_ids).
     check_intermediate(student.config, teacher.config, cfg.loss, same)
     t0 = time.perf_counter()
     augmented = _augment(train_data, teacher, t_tok, cfg)
@@ -182,9 +187,12 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
                   *(encode_texts(t, t_tok, cfg.max_length) for t in texts))
     if cfg.prune_vocab:
         student, s_tok = prune_vocabulary(student, s_tok, t_rows, cfg.prune_vocab)
-    model = DistillModel(student, teacher, cfg.loss)
-    s_rows = t_rows if same else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
-                                      *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
+    pruned = bool(cfg.prune_vocab) and s_tok is not t_tok
+    s_rows = t_rows if same and not pruned else join(encode_labelled(train_data, s_tok, cfg.max_length, labels),
+                                                     *(encode_texts(t, s_tok, cfg.max_length) for t in texts))
+    if cfg.prune_ffn:
+        shrink_ffn(student, s_rows, cfg.prune_ffn, s_tok.pad_token_id, cfg.seed)
+    model = DistillModel(student, teacher, cfg.loss, teacher_ids(s_tok, t_tok) if pruned else None)
     skip = cfg.loss.alpha == 0 and not texts and not cfg.loss.intermediate  # alpha 0: the soft loss has no weight
     bf16 = labelling_bf16(cfg.teacher_precision)
     soft, cached = (torch.zeros(len(t_rows), len(labels)), False) if skip else cached_logits(
@@ -227,7 +235,7 @@ def _distill(teacher_dir: Path, train_file, validation_file, out: Path, cfg: Dis
               "options": {"temperature": cfg.loss.temperature, "alpha": cfg.loss.alpha, "hidden": cfg.loss.hidden,
                           "attention": cfg.loss.attention, "init_from_teacher": cfg.init_from_teacher,
                           "init_embeddings_from_teacher": cfg.init_embeddings_from_teacher,
-                          "prune_vocab": cfg.prune_vocab,
+                          "prune_vocab": cfg.prune_vocab, "prune_ffn": cfg.prune_ffn,
                           "augment": to_dict(cfg.augment), "precision": cfg.precision}}
     sources = {"teacher": str(teacher_dir), "train": str(train_file), "validation": str(validation_file),
                "unlabeled": [str(p) for p in unlabeled]}

@@ -197,7 +197,8 @@ def check_intermediate(student_cfg: BertConfig, teacher_cfg: BertConfig, loss: D
 class DistillModel(nn.Module):
     """The student plus what the distillation loss needs (a hidden-state projection); forward -> (logits, loss)."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, loss: DistillLossConfig):
+    def __init__(self, student: nn.Module, teacher: nn.Module, loss: DistillLossConfig,
+                 teacher_ids: torch.Tensor | None = None):
         super().__init__()
         self.student = student
         self.loss_cfg = loss
@@ -206,6 +207,9 @@ class DistillModel(nn.Module):
         hs, ht = student.config.hidden_size, teacher.config.hidden_size
         # One projection shared by all layers (TinyBERT's W_h); none when the widths agree.
         self.proj = nn.Linear(hs, ht) if loss.hidden > 0 and hs != ht else None
+        # A pruned student's token ids, mapped to the teacher's (vocab.teacher_ids): the teacher reads the same
+        # tokens, so the layers line up position by position. Not saved: rebuilt from the tokenizers.
+        self.register_buffer("teacher_ids", teacher_ids, persistent=False)
 
     @property
     def teacher(self) -> nn.Module:
@@ -225,7 +229,8 @@ class DistillModel(nn.Module):
             teacher.to(input_ids.device)
         with torch.no_grad(), Capture(teacher, hidden=cfg.hidden > 0, attention=cfg.attention > 0,
                                       layers=sorted(set(self.layer_map))) as t:
-            teacher(input_ids, attention_mask, token_type_ids)
+            teacher(input_ids if self.teacher_ids is None else self.teacher_ids[input_ids], attention_mask,
+                    token_type_ids)
         for i, j in enumerate(self.layer_map):
             if cfg.hidden > 0:
                 h = self.proj(s.hidden[i]) if self.proj is not None else s.hidden[i]  # (B, T, H_teacher)

@@ -78,3 +78,12 @@ def prune_vocabulary(student: nn.Module, tokenizer, rows: Encoded, size: int):
     log.info("vocabulary pruned to %d of %d tokens, %.2f%% of the rows' tokens (%d parameters)", len(keep),
              len(tokens), 100 * np.isin(used, keep).mean(), sum(p.numel() for p in student.parameters()))
     return student, pruned
+
+
+def teacher_ids(pruned, teacher_tokenizer) -> torch.Tensor:
+    """(V_student,) the teacher's id of each pruned token: the teacher then reads the student's tokenization.
+
+    That is what lets the intermediate-layer losses compare a pruned student with its teacher token by
+    token: a word the student splits into pieces reaches the teacher as the same pieces.
+    """
+    return torch.tensor([teacher_tokenizer.vocab[t] for t, _ in sorted(pruned.vocab.items(), key=lambda kv: kv[1])])
