@@ -11,6 +11,7 @@ import pytest
 
 from nanobert.cli import main
 from nanobert.errors import NanobertError
+from nanobert.infer import int8 as int8_ladder
 from nanobert.infer import onnx as onnx_export
 from nanobert.infer.onnx import OrtRunner, export_onnx, resolve_providers
 from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline
@@ -123,12 +124,31 @@ def test_int8_quality_check_refuses_when_no_scheme_passes(tiny_mlm_dir, sst2_sen
 
 def test_int8_quality_check_falls_back(tiny_mlm_dir, sst2_sentences, tmp_path, monkeypatch):
     # a bar only unquantized weights clear: the first rung fails it, the one keeping every MatMul fp32 passes
-    monkeypatch.setattr(onnx_export, "INT8_LADDER", [("per-channel", 0.0), ("all MatMuls fp32", 1.0)])
+    monkeypatch.setitem(int8_ladder.SCHEMES, "auto", [int8_ladder.Rung("per-channel", False, 0.0),
+                                                      int8_ladder.Rung("all MatMuls fp32", False, 1.0)])
     r = export_onnx(tiny_mlm_dir, tmp_path / "embed8.onnx", task="embed", int8=True, probes=sst2_sentences[:16],
                     int8_thresholds=Thresholds(min_cosine=0.999999))
     assert r.int8_scheme == "all MatMuls fp32" and r.int8_quality.worst_cosine >= 0.999999
     meta = {p.key: p.value for p in onnx.load(str(r.path)).metadata_props}
     assert meta["nanobert.int8_scheme"] == "all MatMuls fp32" and meta["nanobert.int8"] == "True"
+    assert [(name, q.passed) for name, q in r.int8_tried] == [("per-channel", False), ("all MatMuls fp32", True)]
+    assert all(q.seconds_fp32 > 0 and q.seconds_int8 > 0 for _, q in r.int8_tried)  # what each rung cost
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_static_int8_is_calibrated_on_other_sentences_and_checked(tiny_mlm_dir, sst2_sentences, tmp_path, optimize):
+    assert not set(int8_ladder.calibration_texts()) & set(sst2_sentences[:32])  # the probes judge unseen text
+    r = export_onnx(tiny_mlm_dir, tmp_path / "static.onnx", task="embed", int8=True, int8_scheme="static",
+                    optimize=optimize, probes=sst2_sentences[:32], int8_thresholds=Thresholds(min_cosine=0.95))
+    assert r.int8_scheme == "static, calibrated" and [n for n, _ in r.int8_tried] == ["static, calibrated"]
+    ops = {n.op_type for n in onnx.load(str(r.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
+    got = EmbedPipeline(r.path, batch_size=8)(sst2_sentences[:32])
+    want = EmbedPipeline(tiny_mlm_dir)(sst2_sentences[:32])
+    assert r.int8_quality.worst_cosine >= 0.95
+    assert (got * want).sum(-1).min() == pytest.approx(r.int8_quality.worst_cosine, abs=1e-4)
+    with pytest.raises(NanobertError, match="unknown int8 scheme"):
+        export_onnx(tiny_mlm_dir, tmp_path / "x.onnx", task="embed", int8=True, int8_scheme="fp4")
 
 
 def test_bad_inputs(tiny_mlm_dir, tmp_path):

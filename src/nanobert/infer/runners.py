@@ -12,9 +12,12 @@ installed onnxruntime offers (`pip install onnxruntime-gpu` brings the first two
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
 from pathlib import Path
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -31,6 +34,22 @@ PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 # (32, 128, 384) batch, ~5% of a MiniLM int8 forward (benchmarks/inference.py). On CUDA the session
 # fuses them again, ONNX Runtime's default there (not measured here).
 SLOWER_FUSIONS = ["SkipLayerNormFusion"]
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence warnings and the onnxruntime tools' INFO chatter (they log on the root and their own loggers)."""
+    loggers = [logging.getLogger(n) for n in ("", "onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def require(name: str):
