@@ -50,7 +50,7 @@ from nanobert.train.flops import FlopModel, flop_model, peak_flops
 from nanobert.train.metrics import MetricsLogger, count_correct, perplexity
 from nanobert.train.optim import make_optimizer
 from nanobert.train.plots import plot_learning_curves
-from nanobert.train.precision import PRECISIONS, autocast_for, choose_by_timing, needs_timing, use_bf16
+from nanobert.train.precision import PRECISIONS, autocast_for, choose_by_timing, needs_timing, to_device, use_bf16
 from nanobert.train.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,6 @@ class LoopState:
     clock: Budget | None = None  # the time spent and the schedule's position (train.budget)
 
 
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def _num_targets(batch: dict) -> int:
     labels = batch.get("labels")
     return int((labels != -100).sum()) if torch.is_tensor(labels) else 1
@@ -141,7 +137,7 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], device: torch.devi
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)  # loss * targets, correct, targets
     for batch in batches:
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         with autocast():
             logits, loss = model(**batch)
         n = _num_targets(batch)
@@ -363,7 +359,7 @@ def train(model: torch.nn.Module, batches: Iterator[dict], cfg: LoopConfig, out_
                 break
             # 3. micro-steps: forward and backward
             try:
-                micro = [_to(next(batches), info.device) for _ in range(cfg.grad_accum)]
+                micro = [to_device(next(batches), info.device) for _ in range(cfg.grad_accum)]
             except StopIteration:
                 log.warning("the batch iterator ran out at step %d; stopping", state.step)
                 break

@@ -137,6 +137,11 @@ class PutBack:
         return getattr(self.it, name)
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors moved to `device` (asynchronously where the copy allows); other values as they are."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def choose_by_timing(model: torch.nn.Module, batches: Iterator[dict], device: torch.device,
                      reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> tuple[str, Iterator[dict]]:
     """`precision = "auto"` on a CPU with bf16 instructions: forward + backward of `model(**first batch)` timed
@@ -145,7 +150,7 @@ def choose_by_timing(model: torch.nn.Module, batches: Iterator[dict], device: to
     statistics of its training forwards keeps none of these); weights, gradients and the random state are left
     as they were; `reduce` (a sum over processes) makes every process take the same choice."""
     first = next(batches)
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in first.items()}
+    batch = to_device(first, device)
     was_training = model.training
     model.eval()
 
