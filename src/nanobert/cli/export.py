@@ -25,8 +25,8 @@ examples:
 
 With --int8, classify and embed graphs are checked on real sentences before anything is written: the
 same label as fp32 on 99% of them (classify) or a cosine of 0.99 to fp32 on each (embed). Where dynamic
-quantization falls short, static quantization calibrated on other sentences is tried, then the most
-sensitive MatMuls are left in fp32; each rung tried is printed with its speed against fp32.
+quantization falls short, the most sensitive MatMuls are left in fp32 and static quantization calibrated
+on other sentences is tried; each rung tried is printed with its speed against fp32.
 """
 
 
@@ -89,6 +89,7 @@ def register(sub) -> None:
     o.add_argument("--int8-min-cosine", type=float, default=0.99,
                    help="embeddings: the int8 graph's cosine to fp32 on every probe sentence (default 0.99)")
     o.add_argument("--int8-scheme", choices=["auto", "dynamic", "static"], default="auto",
-                   help="auto (default): dynamic, then static calibrated, then dynamic with the most sensitive "
-                   "MatMuls in fp32, until one passes the quality check; dynamic or static: that one alone")
+                   help="auto (default): dynamic; then 1/8 of the most sensitive MatMuls in fp32; static, calibrated "
+                   "on other sentences; 1/4 and 1/2 in fp32; until one passes the quality check. dynamic or "
+                   "static: that one alone")
     o.set_defaults(func=_export)
