@@ -25,8 +25,8 @@ examples:
       --train sst2/train.tsv --validation sst2/dev.tsv --out sst2-l4   (TinyBERT-style augmented text)
   nanobert distill --teacher sst2-minilm --student teacher:1 --init-from-teacher --prune-vocab 9200 \\
       --augment 2 --teacher-logits-cache aug-logits.safetensors --train ... --validation ... --out sst2-t1
-  nanobert distill --teacher sst2-minilm --student teacher:3 --init-from-teacher --prune-vocab 4600 \\
-      --prune-ffn 768 --hidden-loss 1 --train ... --validation ... --out sst2-t3   (3 layers in a quarter of MiniLM)
+  nanobert distill --teacher sst2-minilm --student teacher:3 --init-from-teacher --prune-vocab 6100 \\
+      --prune-ffn 512 --hidden-loss 1 --train ... --validation ... --out sst2-t3   (3 layers in a quarter of MiniLM)
   nanobert distill ... --config recipe.toml --loss.temperature 4   (any DistillConfig field as --key value)
 """
 
