@@ -28,6 +28,11 @@ from nanobert.tokenizers import load_tokenizer
 log = logging.getLogger(__name__)
 
 
+def _in_id_order(vocab: dict[str, int]) -> list[str]:
+    """The tokens of a token -> id vocabulary, ordered by id."""
+    return [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+
+
 def _always_kept(tokens: list[str], special_ids: set[int]) -> set[int]:
     """Special tokens and the ASCII characters, alone and as ## pieces: what lets any English text tokenize."""
     def char(t: str) -> bool:
@@ -61,7 +66,7 @@ def prune_vocabulary(student: nn.Module, tokenizer, rows: Encoded, size: int):
     vocab = getattr(tokenizer, "vocab", None)
     if not isinstance(vocab, dict) or getattr(tokenizer, "kind", None) != "wordpiece":
         raise NanobertError("--prune-vocab needs a WordPiece tokenizer (a vocab.txt)")
-    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    tokens = _in_id_order(vocab)
     if size >= len(tokens):
         return student, tokenizer
     used = _all_ids(rows)
@@ -86,4 +91,4 @@ def teacher_ids(pruned, teacher_tokenizer) -> torch.Tensor:
     That is what lets the intermediate-layer losses compare a pruned student with its teacher token by
     token: a word the student splits into pieces reaches the teacher as the same pieces.
     """
-    return torch.tensor([teacher_tokenizer.vocab[t] for t, _ in sorted(pruned.vocab.items(), key=lambda kv: kv[1])])
+    return torch.tensor([teacher_tokenizer.vocab[t] for t in _in_id_order(pruned.vocab)])

@@ -24,7 +24,6 @@ and the time both graphs took on the probes), so a user sees what the choice cos
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import logging
 from dataclasses import dataclass
@@ -34,9 +33,9 @@ from typing import Sequence
 import numpy as np
 
 from nanobert.errors import NanobertError
-from nanobert.infer.quant_check import QualityReport, Thresholds, check_int8, default_probes
+from nanobert.infer.quant_check import (QualityReport, Thresholds, check_int8, default_probes, graph_feeds,
+                                        shipped_sentences)
 from nanobert.infer.runners import ort_session, quiet, require
-from nanobert.resources import ASSETS
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,7 @@ SCHEMES = {"auto": INT8_LADDER, "dynamic": INT8_LADDER[:1], "static": INT8_LADDE
 
 def calibration_texts(n: int = CALIBRATION_TEXTS) -> list[str]:
     """The first `n` sentences of the SST-2 training sample shipped in nanobert's assets (not the probes)."""
-    with gzip.open(ASSETS / "sst2" / "train.tsv.gz", "rt", encoding="utf-8") as f:
-        lines = f.read().splitlines()[1:n + 1]
-    return [line.rsplit("\t", 1)[0] for line in lines]
+    return shipped_sentences("train", n)
 
 
 def weight_products(model) -> list:
@@ -90,16 +87,6 @@ def quantize_dynamic_int8(src: Path, dst: Path, exclude: Sequence[str] = ()) -> 
         )
 
 
-def _feeds(path: Path, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 32) -> list[dict]:
-    """The graph's inputs for `texts`, batched and padded as the pipelines do."""
-    names = {i.name for i in ort_session(path, ["CPUExecutionProvider"]).get_inputs()}
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[i:i + batch_size]), truncation=True, max_length=max_length, padding=True)
-        out.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names})
-    return out
-
-
 def quantize_static_int8(src: Path, dst: Path, tokenizer, texts: Sequence[str], max_length: int) -> None:
     """Static (calibrated) int8 quantization of the constant-weight MatMuls of `src` into `dst`, QDQ format."""
     onnx = require("onnx")
@@ -107,7 +94,8 @@ def quantize_static_int8(src: Path, dst: Path, tokenizer, texts: Sequence[str], 
                                           quantize_static)
 
     # one batch: the histogram calibrator stacks every batch's activations, so they must share a shape
-    batches = iter(_feeds(src, tokenizer, texts, max_length, batch_size=len(texts)))
+    names = {i.name for i in ort_session(src, ["CPUExecutionProvider"]).get_inputs()}
+    batches = iter(graph_feeds(names, tokenizer, texts, len(texts), max_length))
 
     class Reader(CalibrationDataReader):
         def get_next(self):
@@ -147,9 +135,8 @@ def sensitive_nodes(path: Path, tokenizer, texts: Sequence[str], max_length: int
     probe_path = path.with_name(path.stem + "-activations.onnx")
     onnx.save(model, str(probe_path))
     session = ort_session(probe_path, ["CPUExecutionProvider"])
-    feed_names = {i.name for i in session.get_inputs()}
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True)
-    got = session.run(inputs, {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in feed_names})
+    names = {i.name for i in session.get_inputs()}
+    got = session.run(inputs, graph_feeds(names, tokenizer, texts, len(texts), max_length)[0])  # one batch
     act = {name: _rel_noise(a.astype(np.float64)) for name, a in zip(inputs, got)}
     scores = {}
     for node in nodes:

@@ -16,9 +16,9 @@ The steps, all in a temporary directory beside the output:
 3. check the fp32 graph against PyTorch on a batch of a *different* shape than the traced one
    (so frozen shapes are caught): the largest absolute difference must be <= `atol` (1e-4);
 4. `int8`: int8 weights (per output channel, 7-bit range) for every MatMul with a constant weight,
-   the ways of `nanobert.infer.int8.INT8_LADDER` tried in order: dynamic, static calibrated, then
-   dynamic with the most sensitive MatMuls left fp32. Classify and embed graphs must keep the fp32
-   graph's quality on real probe sentences (`nanobert.infer.quant_check`); the first rung that does is
+   the ways of `nanobert.infer.int8.INT8_LADDER` tried in order: dynamic, 1/8 of the most sensitive
+   MatMuls left fp32, static calibrated, then 1/4 and 1/2 left fp32. Classify and embed graphs must
+   keep the fp32 graph's quality on real probe sentences (`nanobert.infer.quant_check`); the first rung that does is
    kept, and where none does, nothing is written. The rung chosen is logged and stored in the metadata
    (`nanobert.int8_scheme`), every rung tried is reported with its speed, and the int8 graph's
    difference from PyTorch is reported too;

@@ -74,11 +74,26 @@ class QualityReport:
         return ", ".join(parts)
 
 
-def default_probes(n: int = DEFAULT_PROBES) -> list[str]:
-    """The first `n` sentences of the SST-2 dev sample shipped in nanobert's assets."""
-    with gzip.open(ASSETS / "sst2" / "dev.tsv.gz", "rt", encoding="utf-8") as f:
+def shipped_sentences(split: str, n: int) -> list[str]:
+    """The first `n` sentences of the SST-2 `split` ("dev" or "train") sample shipped in nanobert's assets."""
+    with gzip.open(ASSETS / "sst2" / f"{split}.tsv.gz", "rt", encoding="utf-8") as f:
         lines = f.read().splitlines()[1:n + 1]
     return [line.rsplit("\t", 1)[0] for line in lines]
+
+
+def default_probes(n: int = DEFAULT_PROBES) -> list[str]:
+    """The first `n` sentences of the SST-2 dev sample shipped in nanobert's assets."""
+    return shipped_sentences("dev", n)
+
+
+def graph_feeds(names, tokenizer, texts: Sequence[str], batch_size: int = 32,
+                max_length: int = 128) -> list[dict[str, np.ndarray]]:
+    """A graph's inputs (those in `names`) for `texts`, in batches of `batch_size` padded to their longest."""
+    feeds = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(list(texts[i:i + batch_size]), truncation=True, max_length=max_length, padding=True)
+        feeds.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names})
+    return feeds
 
 
 def run_graph(path: str | Path, tokenizer, texts: Sequence[str], batch_size: int = 32,
@@ -92,9 +107,7 @@ def run_graph(path: str | Path, tokenizer, texts: Sequence[str], batch_size: int
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
     out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[i:i + batch_size]), truncation=True, max_length=max_length, padding=True)
-        feeds = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names}
+    for feeds in graph_feeds(names, tokenizer, texts, batch_size, max_length):
         t0 = time.perf_counter()
         out.append(session.run(None, feeds)[0])
         if clock is not None:
