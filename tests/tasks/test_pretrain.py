@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,35 @@ def test_packed_batches_learn_as_padded_ones_do(data, tmp_path):
     assert losses["true"][0] == losses["false"][0]  # step 0: the same model on the same validation batches
     assert losses["true"][-1] < losses["true"][0] - 0.15
     assert abs(losses["true"][-1] - losses["false"][-1]) < 0.1  # the same sequences; only the mask draws differ
+
+
+def test_replaced_token_detection_trains_resumes_exactly_and_fine_tunes(data, tmp_path):
+    """objective = "rtd": the run writes the discriminator as a BERT encoder (and the generator beside it),
+    a killed run resumed from its checkpoint ends with the same weights, and the result fine-tunes."""
+    from safetensors.torch import load_file
+
+    from nanobert.model.bert import BertForMaskedLM
+    from nanobert.tasks.finetune import FinetuneConfig, build_classifier
+    from nanobert.data.tables import LabelMap
+    rtd = ["--objective", "rtd", "--data.mask_rate", "0.15", "--train.checkpoint_every", "12"]
+    recipe = str(_recipe(tmp_path, data, "full"))
+    assert main(["pretrain", "--config", recipe, *rtd]) == 0
+    run = tmp_path / "full"
+    full = load_file(run / "model" / "model.safetensors")
+    head = load_file(run / "model" / "rtd_head.safetensors")
+    log = (run / "train.log").read_text()
+    shutil.rmtree(run / "step-00000024")  # as if killed between step 12 and step 24
+    shutil.rmtree(run / "model")
+    assert main(["pretrain", "--config", recipe, *rtd, "--resume"]) == 0
+    resumed = load_file(run / "model" / "model.safetensors")
+    assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+    assert all(torch.equal(t, load_file(run / "model" / "rtd_head.safetensors")[k]) for k, t in head.items())
+    assert "rtd: generator loss" in log and "discriminator accuracy" in log
+    gen = BertForMaskedLM.from_pretrained(run / "model" / "generator")
+    assert gen.config.num_hidden_layers == 1
+    clf = build_classifier(run / "model", LabelMap.from_labels(["a", "b"]), FinetuneConfig(), None)
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(clf.state_dict()[key], full["encoder.layer.0.attention.self.query.weight"])
 
 
 @pytest.mark.parametrize("override, message", [

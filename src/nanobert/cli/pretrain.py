@@ -17,6 +17,9 @@ def register(subparsers) -> None:
         "--key value overrides such as --train.max_steps 500 --model.preset small --data.batch_size 64 "
         "(unknown keys are an error). Writes checkpoints, metrics.csv, train.log, TensorBoard events, "
         "loss/accuracy PNGs and the final Hugging Face-format model (OUT_DIR/model) to out_dir. "
+        "--objective rtd trains ELECTRA's replaced-token detection instead (a 1-layer generator fills the "
+        "masks, the BERT learns which tokens were replaced; OUT_DIR/model is then the discriminator as a BERT "
+        "encoder to fine-tune, OUT_DIR/model/generator the generator). "
         "Several processes: torchrun --nproc-per-node N -m nanobert pretrain ...",
         epilog="example: nanobert pretrain --config configs/mlm-cpu.toml --train.max_steps 2000 --out_dir runs/cpu",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +42,10 @@ def run(args) -> int:
         state = pretrain(cfg, resume=args.resume)
     if state.info.is_main:
         m = state.metrics
-        extra = f"; val loss {m['loss']:.4f}, MLM accuracy {m['accuracy']:.4f}, perplexity {m['perplexity']:.2f}" \
-            if m else ""
+        if cfg.objective == "rtd":  # the loss is generator + weight x discriminator: no perplexity
+            extra = f"; val loss {m['loss']:.4f}, generator MLM accuracy {m['accuracy']:.4f}" if m else ""
+        else:
+            extra = f"; val loss {m['loss']:.4f}, MLM accuracy {m['accuracy']:.4f}, perplexity {m['perplexity']:.2f}" \
+                if m else ""
         log.info("done: %d steps%s; model saved to %s/model", state.step, extra, cfg.out_dir)
     return 0

@@ -248,11 +248,11 @@ def finetune(model_dir, train_file, validation_file, out_dir, cfg: FinetuneConfi
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    info = distributed.setup(cfg.device)
     try:
-        return _finetune(Path(model_dir), train_file, validation_file, Path(out_dir), cfg, test_file, resume, info)
+        with distributed.process_group(cfg.device) as info:
+            return _finetune(Path(model_dir), train_file, validation_file, Path(out_dir), cfg, test_file, resume,
+                             info)
     finally:
-        distributed.cleanup()
         torch.set_num_threads(threads)
 
 

@@ -23,6 +23,7 @@ from nanobert.data.loaders import BatchStream, TokenShards, read_meta
 from nanobert.data.masking import MaskedBatches
 from nanobert.errors import NanobertError
 from nanobert.model.bert import BertConfig, BertForMaskedLM
+from nanobert.model.electra import ElectraForPretraining
 from nanobert.model.layers import sinusoidal_positions
 from nanobert.tokenizers import load_tokenizer
 from nanobert.train import distributed
@@ -70,9 +71,27 @@ class ModelSettings:
 
 
 @dataclass
+class RTDSettings:
+    """Replaced-token detection (objective = "rtd"; nanobert.model.electra)."""
+
+    generator_layers: int = 1  # the generator: the model's width, this many layers (a weak generator
+    # makes replacements the discriminator can learn from; ELECTRA's best were 1/4-1/2 of the discriminator)
+    disc_weight: float = 50.0  # ELECTRA's weight of the discriminator's loss beside the generator's
+
+    def __post_init__(self):
+        check_fields(self, {"generator_layers": ">= 1", "disc_weight": "> 0"}, prefix="rtd.")
+
+
+OBJECTIVES = ("mlm", "rtd")
+
+
+@dataclass
 class PretrainConfig:
     out_dir: str = "runs/mlm"  # checkpoints, logs, plots and the final model
     seed: int = 0  # model init, data order and masks
+    objective: str = "mlm"  # "mlm": BERT's masked LM; "rtd": ELECTRA's replaced-token detection, whose
+    # discriminator (saved as model/, a plain BERT encoder; the generator in model/generator/) learns from
+    # every token rather than the masked ones only
     samples: list[str] = field(default_factory=lambda: [
         "The capital of France is [MASK].",
         "He played [MASK] for the national team.",
@@ -81,13 +100,27 @@ class PretrainConfig:
     data: DataSettings = field(default_factory=DataSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=1000, lr=1e-3))
+    rtd: RTDSettings = field(default_factory=RTDSettings)
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise NanobertError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
 
 
-def build_mlm_model(settings: ModelSettings, tokenizer, seq_len: int):
-    """A BertForMaskedLM for `tokenizer`, checked against the data: vocab size and sequence length."""
+def build_mlm_model(settings: ModelSettings, tokenizer, seq_len: int, objective: str = "mlm",
+                    rtd: RTDSettings | None = None):
+    """A BertForMaskedLM (objective "mlm") or ElectraForPretraining ("rtd") for `tokenizer`, checked against
+    the data: vocab size and sequence length."""
+    rtd = rtd or RTDSettings()
     if settings.init_from:
-        model = BertForMaskedLM.from_pretrained(settings.init_from, hidden_dropout_prob=settings.dropout,
-                                                attention_probs_dropout_prob=settings.dropout).train()
+        dropout = dict(hidden_dropout_prob=settings.dropout, attention_probs_dropout_prob=settings.dropout)
+        if objective == "rtd":
+            if not (Path(settings.init_from) / "generator").is_dir():
+                raise NanobertError(f"objective rtd continues from a directory an rtd run wrote (with a generator/ "
+                                    f"inside); {settings.init_from} has none")
+            model = ElectraForPretraining.from_saved(settings.init_from, rtd.disc_weight, **dropout).train()
+        else:
+            model = BertForMaskedLM.from_pretrained(settings.init_from, **dropout).train()
     else:
         sizes = {k: getattr(settings, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                                    "intermediate_size") if getattr(settings, k) is not None}
@@ -97,7 +130,8 @@ def build_mlm_model(settings: ModelSettings, tokenizer, seq_len: int):
             settings.preset, **sizes, vocab_size=settings.vocab_size or tokenizer.vocab_size,
             max_position_embeddings=settings.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
             hidden_dropout_prob=settings.dropout, attention_probs_dropout_prob=settings.dropout)
-        model = BertForMaskedLM(config)
+        model = BertForMaskedLM(config) if objective == "mlm" else \
+            ElectraForPretraining(config, rtd.generator_layers, rtd.disc_weight)
     if model.config.vocab_size != tokenizer.vocab_size:
         raise NanobertError(f"the model's vocab_size is {model.config.vocab_size} but the data's tokenizer has "
                             f"{tokenizer.vocab_size} tokens; set model.vocab_size to {tokenizer.vocab_size} "
@@ -157,6 +191,21 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[st
     return out
 
 
+class _LogRTD:
+    """Every `every` steps under objective "rtd": the two losses the total is made of, and how often the
+    discriminator is right (the share of replaced tokens is what "always say original" would score wrong)."""
+
+    def __init__(self, every: int):
+        self.every = max(1, every)
+
+    def on_step_end(self, state: LoopState) -> None:
+        parts = getattr(distributed.unwrap(state.model), "last_losses", None)
+        if parts and state.step % self.every == 0:
+            log.info("step %d rtd: generator loss %.4f, discriminator loss %.4f, discriminator accuracy %.4f "
+                     "(%.1f%% of tokens replaced)", state.step, parts["generator_loss"],
+                     parts["discriminator_loss"], parts["discriminator_accuracy"], 100 * parts["replaced"])
+
+
 class _SaveFinalModel:
     """At the end of training: save the model in Hugging Face format and log fill-mask samples (rank 0; every
     process gathers the weights of a sharded model first)."""
@@ -170,7 +219,8 @@ class _SaveFinalModel:
             weights, _ = distributed.full_state(model)  # a collective: every process
             if not state.info.is_main:
                 return
-            model = BertForMaskedLM(model.config)
+            model = ElectraForPretraining(model.config, model.generator_config.num_hidden_layers, model.disc_weight) \
+                if isinstance(model, ElectraForPretraining) else BertForMaskedLM(model.config)
             model.load_state_dict(weights)
         if not state.info.is_main:
             return
@@ -188,10 +238,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
     tokenizer = load_tokenizer(Path(cfg.data.dir) / meta["tokenizer"]["dir"])
     if getattr(tokenizer, "mask_token_id", None) is None:
         raise NanobertError(f"the tokenizer in {cfg.data.dir} has no [MASK] token; MLM needs a WordPiece tokenizer")
-    info = distributed.setup(cfg.train.device)
-    try:
+    with distributed.process_group(cfg.train.device) as info:
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
-        model = build_mlm_model(cfg.model, tokenizer, int(meta["seq_len"]))
+        model = build_mlm_model(cfg.model, tokenizer, int(meta["seq_len"]), cfg.objective, cfg.rtd)
         torch.manual_seed(cfg.seed + 1 + info.rank)  # dropout differs between processes
         train_data = TokenShards(cfg.data.dir, "train")
         if not cfg.model.init_from:
@@ -216,7 +265,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, callbacks=()) -> LoopSta
                  f"{len(train_data):,}", train_data.seq_len)
         final = _SaveFinalModel(Path(cfg.out_dir) / "model", tokenizer, cfg.samples)
         state = train(model, batches, cfg.train, cfg.out_dir, eval_data=eval_data, resume=resume,
-                      callbacks=[*callbacks, final], info=info, run_config=to_dict(cfg))
+                      callbacks=[*callbacks, *([_LogRTD(cfg.train.log_every)] if cfg.objective == "rtd" else []),
+                                 final], info=info, run_config=to_dict(cfg))
         return state
-    finally:
-        distributed.cleanup()

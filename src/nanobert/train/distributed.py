@@ -13,6 +13,7 @@ state, written by rank 0, so a sharded run resumes from them as a DDP or one-pro
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -62,6 +63,22 @@ def cleanup() -> None:
     """Leave the process group (if one was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device: str = "auto"):
+    """`with process_group(device) as info:` = `setup(device)`, then `cleanup()` on the way out. On a normal
+    exit every process first waits for the others: a process that left while rank 0 still wrote its final
+    files tore gloo's connection down under it (SIGABRT, "terminate called without an active exception").
+    After an error nobody waits, since the others may never arrive."""
+    info = setup(device)
+    try:
+        yield info
+    except BaseException:
+        cleanup()
+        raise
+    barrier()
+    cleanup()
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
