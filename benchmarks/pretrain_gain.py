@@ -155,7 +155,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="fine-tuning seed (the same for both sides)")
     p.add_argument("--init-seed", type=int, default=0, help="torch seed of the random-weights copy")
     p.add_argument("--only", default="finetune,mean,probe,geometry")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="fine-tuning precision")
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"],
+                   help="fine-tuning precision, the same for both sides (auto times a step of each side on its "
+                   "own, and for a small model the two timings can fall on either side of the threshold)")
     p.add_argument("--dropout", type=float, default=None,
                    help="encoder dropout while fine-tuning (default: the checkpoint's; 0 for the CPU recipes)")
     p.add_argument("--threads", type=int, default=None)

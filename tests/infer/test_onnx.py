@@ -151,6 +151,16 @@ def test_static_int8_is_calibrated_on_other_sentences_and_checked(tiny_mlm_dir, 
         export_onnx(tiny_mlm_dir, tmp_path / "x.onnx", task="embed", int8=True, int8_scheme="fp4")
 
 
+def test_cli_offers_every_int8_scheme_and_no_other():
+    """`export onnx --int8-scheme` spells its choices out (the parser must not import torch); they are the ladder's."""
+    from nanobert.cli import build_parser
+    from nanobert.infer.int8 import SCHEMES
+    export = next(a for a in build_parser()._subparsers._group_actions[0].choices["export"]._actions
+                  if getattr(a, "choices", None) and "onnx" in a.choices).choices["onnx"]
+    scheme = next(a for a in export._actions if "--int8-scheme" in a.option_strings)
+    assert list(scheme.choices) == list(SCHEMES)
+
+
 def test_bad_inputs(tiny_mlm_dir, tmp_path):
     with pytest.raises(NanobertError, match=r"\.onnx"):
         export_onnx(tiny_mlm_dir, tmp_path / "model.bin")

@@ -122,6 +122,15 @@ def test_replaced_token_detection_trains_resumes_exactly_and_fine_tunes(data, tm
     assert torch.equal(clf.state_dict()[key], full["encoder.layer.0.attention.self.query.weight"])
 
 
+def test_a_val_split_smaller_than_a_batch_is_still_validated(data, tmp_path):
+    from nanobert.data.loaders import read_meta
+    val = read_meta(data)["splits"]["val"]["sequences"]
+    assert main(["pretrain", "--config", str(_recipe(tmp_path, data)), "--data.batch_size", str(val + 5),
+                 "--train.max_steps", "2", "--train.eval_every", "2", "--train.checkpoint_every", "0"]) == 0
+    rows = [r.split(",") for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows if r[1] == "val"] == [0, 2]
+
+
 @pytest.mark.parametrize("override, message", [
     (["--model.vocab_size", "1000"], "vocab_size is 1000 but the data's tokenizer has 30522"),
     (["--model.max_position_embeddings", "32"], "sequences have 64 tokens but the model has only 32 positions"),
