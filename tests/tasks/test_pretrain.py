@@ -131,6 +131,30 @@ def test_a_val_split_smaller_than_a_batch_is_still_validated(data, tmp_path):
     assert [int(r[0]) for r in rows if r[1] == "val"] == [0, 2]
 
 
+def test_ppmi_embedding_init_replaces_the_rows_of_tokens_the_data_has(data):
+    from nanobert.tasks.pretrain import ModelSettings, build_mlm_model, init_fresh_model
+    from nanobert.tokenizers import load_tokenizer
+    tokenizer = load_tokenizer(data / "tokenizer")
+    train = TokenShards(data, "train")
+    models = {}
+    for init in ("normal", "ppmi"):
+        settings = ModelSettings(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                 max_position_embeddings=64, embedding_init=init)
+        torch.manual_seed(0)
+        models[init] = build_mlm_model(settings, tokenizer, 64)
+        init_fresh_model(models[init], settings, train, tokenizer)
+    normal, ppmi = (models[k].bert.embeddings.word_embeddings.weight.detach() for k in ("normal", "ppmi"))
+    seen = np.zeros(normal.shape[0], dtype=bool)
+    seen[np.unique(np.concatenate([np.asarray(t) for t, _ in train.shards]))] = True
+    seen[list(tokenizer.special_ids)] = False
+    changed = (normal != ppmi).any(dim=1).numpy()
+    assert (changed == seen).all()  # every token of the data, and nothing else, starts from its PPMI vector
+    std = models["ppmi"].config.initializer_range
+    assert ppmi[changed].norm(dim=1).mean().item() == pytest.approx(std * 64 ** 0.5, rel=1e-3)
+    with pytest.raises(Exception, match="embedding_init must be normal or ppmi"):
+        ModelSettings(embedding_init="glove")
+
+
 @pytest.mark.parametrize("override, message", [
     (["--model.vocab_size", "1000"], "vocab_size is 1000 but the data's tokenizer has 30522"),
     (["--model.max_position_embeddings", "32"], "sequences have 64 tokens but the model has only 32 positions"),

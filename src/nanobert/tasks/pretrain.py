@@ -21,6 +21,7 @@ import torch
 from nanobert.config import check_fields, to_dict
 from nanobert.data.loaders import BatchStream, TokenShards, read_meta
 from nanobert.data.masking import MaskedBatches
+from nanobert.data.ppmi import ppmi_vectors
 from nanobert.errors import NanobertError
 from nanobert.model.bert import BertConfig, BertForMaskedLM
 from nanobert.model.electra import ElectraForPretraining
@@ -60,11 +61,16 @@ class ModelSettings:
     unigram_bias: bool = True  # a fresh model's output bias starts at the log-frequency of each token in the
     # training data, so it predicts the unigram distribution from step 0: Adam moves a bias by about lr a step,
     # and a zero bias takes thousands of steps to get there, which is most of a short CPU run
+    embedding_init: str = "normal"  # a fresh model's word embeddings: "normal", N(0, initializer_range); or
+    # "ppmi", word vectors from the training data's co-occurrence counts (nanobert.data.ppmi: seconds of
+    # counting and one SVD), at the same row norm, so words that share contexts start alike
     sinusoidal_init: bool = True  # a fresh model's (learned) position embeddings start as the sine/cosine table,
     # scaled to the token embeddings' size: attention can tell near from far from step 0 instead of learning
     # positions from random vectors first; the model stays a plain BERT (loads in transformers)
 
     def __post_init__(self):
+        if self.embedding_init not in ("normal", "ppmi"):
+            raise NanobertError(f"model.embedding_init must be normal or ppmi, got {self.embedding_init!r}")
         check_fields(self, {"hidden_size": ">= 1", "num_hidden_layers": ">= 1", "num_attention_heads": ">= 1",
                             "intermediate_size": ">= 1", "dropout": "[0, 1)", "max_position_embeddings": ">= 1",
                             "vocab_size": ">= 1"}, prefix="model.")
@@ -167,6 +173,11 @@ def init_fresh_model(model, settings: ModelSettings, train_data: TokenShards, to
     bias = model.cls.predictions.bias
     if settings.unigram_bias and bias is not None:
         bias.copy_(unigram_log_probs(train_data, bias.numel(), tokenizer.special_ids | {tokenizer.pad_token_id}))
+    if settings.embedding_init == "ppmi":
+        words = model.bert.embeddings.word_embeddings.weight  # (V, H)
+        vectors, has = ppmi_vectors(train_data, words.shape[0], words.shape[1],
+                                    skip_ids=tokenizer.special_ids | {tokenizer.pad_token_id})
+        words[has] = vectors[has] * model.config.initializer_range * words.shape[1] ** 0.5  # a N(0, std) row's norm
     positions = getattr(model.bert.embeddings, "position_embeddings", None)
     if settings.sinusoidal_init and positions is not None:  # rows of norm sqrt(H/2) -> a N(0, initializer_range) row's
         table = sinusoidal_positions(*positions.weight.shape)  # (P, H)
