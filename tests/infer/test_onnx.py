@@ -12,7 +12,6 @@ import pytest
 from nanobert.cli import main
 from nanobert.errors import NanobertError
 from nanobert.infer import int8 as int8_ladder
-from nanobert.infer import onnx as onnx_export
 from nanobert.infer.onnx import OrtRunner, export_onnx, resolve_providers
 from nanobert.infer.pipelines import ClassifyPipeline, EmbedPipeline, FillMaskPipeline
 from nanobert.infer.quant_check import Thresholds

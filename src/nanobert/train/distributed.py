@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -70,14 +71,18 @@ def process_group(device: str = "auto"):
     """`with process_group(device) as info:` = `setup(device)`, then `cleanup()` on the way out. On a normal
     exit every process first waits for the others: a process that left while rank 0 still wrote its final
     files tore gloo's connection down under it (SIGABRT, "terminate called without an active exception").
-    After an error nobody waits, since the others may never arrive."""
+    After an error nobody waits, since the others may never arrive. Before leaving, unreachable objects are
+    collected while the interpreter is whole: a DDP model caught in a reference cycle keeps gloo work (and
+    its tensors) alive until interpreter shutdown, where freeing them aborts the process."""
     info = setup(device)
     try:
         yield info
     except BaseException:
         cleanup()
         raise
-    barrier()
+    if info.enabled:
+        gc.collect()
+        barrier()
     cleanup()
 
 
