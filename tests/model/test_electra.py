@@ -50,8 +50,8 @@ def test_losses_equal_a_hand_computation():
     real = attention.bool()
     disc_loss = F.binary_cross_entropy_with_logits(disc[real], replaced[real])  # padding excluded
     torch.testing.assert_close(loss, gen_loss + 50.0 * disc_loss)
-    assert model.last_losses["replaced"] == pytest.approx(4 / real.sum().item())
-    assert model.last_losses["discriminator_loss"] == pytest.approx(disc_loss.item(), rel=1e-5)
+    assert float(model.last_losses["replaced"]) == pytest.approx(4 / real.sum().item())
+    assert float(model.last_losses["discriminator_loss"]) == pytest.approx(disc_loss.item(), rel=1e-5)
 
 
 def test_both_losses_train_the_shared_embeddings():

@@ -66,12 +66,12 @@ class DiscriminatorHead(nn.Module):
 class ElectraForPretraining(PreTrained):
     """Generator + discriminator; forward(input_ids, attention_mask, token_type_ids, labels, position_ids)
     -> (generator logits (M, V) at the masked positions, total loss). Without labels: generator logits
-    (B, T, V) and loss None (fill-mask). `last_losses` holds the step's (generator, discriminator) losses
-    and the discriminator's accuracy, detached, for logging."""
+    (B, T, V) and loss None (fill-mask). `last_losses` holds the step's generator and discriminator losses,
+    the discriminator's accuracy and the share of tokens replaced, as detached scalar tensors, for logging."""
 
     def __init__(self, config: BertConfig, generator_layers: int = 1, disc_weight: float = 50.0):
         super().__init__()
-        if not 1 <= generator_layers:
+        if generator_layers < 1:
             raise ValueError(f"generator_layers must be >= 1, got {generator_layers}")
         self.config = config
         self.generator_config = dataclasses.replace(config, num_hidden_layers=generator_layers)
@@ -113,11 +113,11 @@ class ElectraForPretraining(PreTrained):
         disc_logits = self.discriminator_head(h).float()  # (B, T)
         real = attention_mask.bool() if attention_mask is not None else torch.ones_like(replaced, dtype=torch.bool)
         disc_loss = F.binary_cross_entropy_with_logits(disc_logits[real], replaced[real])
-        with torch.no_grad():
-            self.last_losses = {"generator_loss": float(gen_loss), "discriminator_loss": float(disc_loss),
-                                "discriminator_accuracy": float(((disc_logits[real] > 0).float()
-                                                                 == replaced[real]).float().mean()),
-                                "replaced": float(replaced[real].mean())}
+        with torch.no_grad():  # tensors, not floats: reading them would wait for the device every step
+            self.last_losses = {"generator_loss": gen_loss.detach(), "discriminator_loss": disc_loss.detach(),
+                                "discriminator_accuracy": ((disc_logits[real] > 0).float()
+                                                           == replaced[real]).float().mean(),
+                                "replaced": replaced[real].mean()}
         return logits, gen_loss + self.disc_weight * disc_loss
 
     @classmethod

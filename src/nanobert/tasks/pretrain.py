@@ -214,8 +214,9 @@ class _LogRTD:
         parts = getattr(distributed.unwrap(state.model), "last_losses", None)
         if parts and state.step % self.every == 0:
             log.info("step %d rtd: generator loss %.4f, discriminator loss %.4f, discriminator accuracy %.4f "
-                     "(%.1f%% of tokens replaced)", state.step, parts["generator_loss"],
-                     parts["discriminator_loss"], parts["discriminator_accuracy"], 100 * parts["replaced"])
+                     "(%.1f%% of tokens replaced)", state.step, float(parts["generator_loss"]),
+                     float(parts["discriminator_loss"]), float(parts["discriminator_accuracy"]),
+                     100 * float(parts["replaced"]))
 
 
 class _SaveFinalModel:
