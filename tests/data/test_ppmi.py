@@ -35,6 +35,9 @@ class _Shards:
     def __init__(self, tokens):
         self.shards = [(tokens, np.array([0, len(tokens)]))]
 
+    def token_counts(self, vocab_size, max_tokens):
+        return np.bincount(self.shards[0][0][:max_tokens], minlength=vocab_size)[:vocab_size]
+
 
 def test_words_that_share_contexts_get_close_vectors():
     rng = np.random.default_rng(0)

@@ -42,10 +42,8 @@ def run(args) -> int:
         state = pretrain(cfg, resume=args.resume)
     if state.info.is_main:
         m = state.metrics
-        if cfg.objective == "rtd":  # the loss is generator + weight x discriminator: no perplexity
-            extra = f"; val loss {m['loss']:.4f}, generator MLM accuracy {m['accuracy']:.4f}" if m else ""
-        else:
-            extra = f"; val loss {m['loss']:.4f}, MLM accuracy {m['accuracy']:.4f}, perplexity {m['perplexity']:.2f}" \
-                if m else ""
+        rtd = cfg.objective == "rtd"  # the loss is generator + weight x discriminator: no perplexity
+        extra = (f"; val loss {m['loss']:.4f}, {'generator ' if rtd else ''}MLM accuracy {m['accuracy']:.4f}"
+                 + ("" if rtd else f", perplexity {m['perplexity']:.2f}")) if m else ""
         log.info("done: %d steps%s; model saved to %s/model", state.step, extra, cfg.out_dir)
     return 0

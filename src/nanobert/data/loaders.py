@@ -48,6 +48,18 @@ class TokenShards:
         tokens, offsets = self.shards[shard]
         return tokens[offsets[i]:offsets[i + 1]]
 
+    def token_counts(self, vocab_size: int, max_tokens: int) -> np.ndarray:
+        """(V,) int64: how often each id occurs among the split's first `max_tokens` tokens (shard order)."""
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        budget = max_tokens
+        for tokens, _ in self.shards:
+            chunk = np.asarray(tokens[:budget])
+            counts += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
+            budget -= len(chunk)
+            if budget <= 0:
+                break
+        return counts
+
 
 def collate(seqs: list[np.ndarray], pad_id: int) -> dict:
     """Pad to the longest sequence: {"input_ids": (B, T) long, "attention_mask": (B, T) long (1 = real token)}.

@@ -64,9 +64,7 @@ def ppmi_vectors(data, vocab_size: int, dim: int, window: int = 5, max_tokens: i
     never occur, of `skip_ids` (special tokens) and of ids beyond the `max_vocab` commonest stay zero and
     False. Rows are scaled to unit mean norm over the tokens that have one (the caller scales them on)."""
     streams = (tokens for tokens, _ in data.shards)
-    frequency = np.zeros(vocab_size, dtype=np.int64)
-    for tokens, _ in data.shards:
-        frequency += np.bincount(np.asarray(tokens[:max_tokens]), minlength=vocab_size)[:vocab_size]
+    frequency = data.token_counts(vocab_size, max_tokens)
     frequency[list(skip_ids)] = 0
     keep = np.argsort(-frequency, kind="stable")[:min(max_vocab, vocab_size)]
     keep = keep[frequency[keep] > 0]  # (K,) the ids that get a vector, commonest first

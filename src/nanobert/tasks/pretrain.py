@@ -155,14 +155,7 @@ def unigram_log_probs(data: TokenShards, vocab_size: int, special_ids, max_token
 
     Special tokens are never prediction targets, so they keep the smallest value.
     """
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    budget = max_tokens
-    for tokens, _ in data.shards:
-        chunk = np.asarray(tokens[:budget])
-        counts += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
-        budget -= len(chunk)
-        if budget <= 0:
-            break
+    counts = data.token_counts(vocab_size, max_tokens)
     counts[list(special_ids)] = 0
     return torch.from_numpy(np.log(counts + 1.0) - np.log(counts.sum() + vocab_size)).float()
 
