@@ -187,6 +187,31 @@ def test_lora_plus_moves_lora_b_faster(tiny_dir, splits, tmp_path):
     assert norms[16.0] > 5 * norms[1.0]
 
 
+def test_layer_lr_decay_moves_lower_layers_less(tiny_dir, splits, tmp_path):
+    """layer_lr_decay 0.1 on the one-layer model: the layer learns at 0.1x, the embeddings at 0.01x, the head at 1x."""
+    from safetensors.torch import load_file
+
+    train, dev = splits
+    start = load_file(tiny_dir / "model.safetensors")
+    moved = {}
+    for decay in (1.0, 0.1):
+        out = tmp_path / f"decay{decay:g}"
+        finetune(tiny_dir, train, dev, out, FinetuneConfig(**{**FAST, "epochs": 1}, max_steps=3, layer_lr_decay=decay))
+        end = load_file(out / "model.safetensors")
+        moved[decay] = {name: (end[f"bert.{name}"] - start[name]).abs().mean().item() for name in (
+            "embeddings.word_embeddings.weight", "encoder.layer.0.intermediate.dense.weight")}
+        moved[decay]["classifier"] = end["classifier.weight"].abs().mean().item()  # a new head: its size after 3 steps
+    ratio = {k: moved[0.1][k] / moved[1.0][k] for k in moved[1.0]}
+    assert ratio["embeddings.word_embeddings.weight"] < 0.03
+    assert 0.03 < ratio["encoder.layer.0.intermediate.dense.weight"] < 0.3
+    assert 0.5 < ratio["classifier"] < 2
+
+
+def test_layer_lr_decay_out_of_range():
+    with pytest.raises(NanobertError, match="layer_lr_decay"):
+        FinetuneConfig(layer_lr_decay=0)
+
+
 @pytest.mark.parametrize("keep", ["accuracy", "last"])
 def test_keep_chooses_the_epoch(tiny_dir, splits, tmp_path, keep):
     train, dev = splits

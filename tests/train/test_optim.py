@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from nanobert.train.optim import make_optimizer, param_groups
+from nanobert.train.optim import layer_decay_scales, make_optimizer, param_groups
 
 
 def test_decay_only_on_matrices_and_tied_weights_once():
@@ -48,3 +48,16 @@ def test_lr_scales_give_named_parameters_a_faster_rate():
     # Adam's first step moves every parameter by its learning rate (times the sign of its gradient)
     moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
     assert abs(moved["base.weight"] - 1e-3) < 1e-5 and abs(moved["lora_B.weight"] - 16e-3) < 1e-4
+
+
+def test_layer_decay_scales_and_keys_of_several_parts():
+    assert layer_decay_scales(2, 0.5) == {"embeddings": 0.125, "encoder.layer.0": 0.25, "encoder.layer.1": 0.5}
+    model = nn.Module()
+    model.encoder = nn.Module()
+    model.encoder.layer = nn.ModuleList(nn.Linear(2, 2, bias=False) for _ in range(11))
+    model.encoder.layer[1].lora_B = nn.Linear(2, 2, bias=False)
+    groups = param_groups(model, 0.0, lr_scales={"encoder.layer.1": 0.5, "lora_B": 16})
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    assert scale_of[id(model.encoder.layer[1].weight)] == 0.5
+    assert scale_of[id(model.encoder.layer[10].weight)] == 1.0  # "layer.1" is not a prefix of "layer.10"
+    assert scale_of[id(model.encoder.layer[1].lora_B.weight)] == 8.0  # both keys: the product

@@ -26,7 +26,8 @@ examples:
 
 # FinetuneConfig fields with a named option (any other field: --key value after the options)
 FLAGS = ["text_column", "text_pair_column", "label_column", "tabular_columns", "epochs", "batch_size", "lr",
-         "max_length", "max_train_examples", "max_minutes", "grad_accum", "precision", "init", "pooling", "lora.r", "lora.alpha",
+         "max_length", "max_train_examples", "max_minutes", "grad_accum", "precision", "init", "pooling", "layer_lr_decay",
+         "lora.r", "lora.alpha",
          "lora.targets", "lora.layers", "lora.modules_to_save", "lora.plus_ratio", "keep", "seed", "threads"]
 COLUMN_FLAGS = FLAGS[:3]
 CONFIG = "nanobert.tasks.finetune:FinetuneConfig"

@@ -5,8 +5,11 @@ only hurts (a LayerNorm gain of 0 switches its features off). Embedding tables a
 weights (>= 2-D) are decayed.
 
 Some parameters may learn faster than the rest: `lr_scales={"lora_B": 16}` gives every parameter
-whose name has a `lora_B` part 16 times the learning rate (LoRA+). Each group carries its
-`lr_scale`; a schedule sets `group["lr"] = lr * group["lr_scale"]`.
+whose name has a `lora_B` part 16 times the learning rate (LoRA+). A key of several parts matches
+those parts in a row ("encoder.layer.1" matches `bert.encoder.layer.1.output.dense.weight`, not
+`...layer.10...`); a parameter matched by several keys gets the product of their scales, so layer-wise
+decay (`layer_decay_scales`) and LoRA+ combine. Each group carries its `lr_scale`; a schedule sets
+`group["lr"] = lr * group["lr_scale"]`.
 """
 
 from __future__ import annotations
@@ -33,11 +36,28 @@ def param_groups(model: torch.nn.Module, weight_decay: float, lr_scales: dict[st
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        parts = name.split(".")
-        scale = next((float(v) for k, v in lr_scales.items() if k in parts), 1.0)
+        dotted = f".{name}."
+        scale = 1.0
+        for key, value in lr_scales.items():
+            if f".{key}." in dotted:
+                scale *= float(value)
         groups.setdefault((p.dim() >= 2, scale), []).append(p)
     return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
             for (decay, scale), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+
+
+def layer_decay_scales(num_layers: int, decay: float) -> dict[str, float]:
+    """`lr_scales` for layer-wise learning-rate decay: each layer learns `decay` times as fast as the one above it.
+
+    The top encoder layer gets `decay`, layer i `decay ** (num_layers - i)`, the embeddings
+    `decay ** (num_layers + 1)`; the rest (pooler, classifier, tabular head) the full rate. Fine-tuning
+    a pretrained encoder this way (ELECTRA's and DeBERTa's recipes, 0.8 for 12 layers) changes what
+    pretraining put in the lower layers least. decay = 1: every scale 1 (plain fine-tuning).
+    Example: layer_decay_scales(2, 0.5) -> {"embeddings": 0.125, "encoder.layer.0": 0.25, "encoder.layer.1": 0.5}.
+    """
+    scales = {"embeddings": decay ** (num_layers + 1)}
+    scales.update({f"encoder.layer.{i}": decay ** (num_layers - i) for i in range(num_layers)})
+    return scales
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.01,
