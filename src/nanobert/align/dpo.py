@@ -12,9 +12,7 @@ rewards/accuracies).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +22,11 @@ import torch.nn as nn
 
 from nanobert.align.losses import dpo_loss
 from nanobert.align.policy import Policy, completion_batch, completion_logprobs, sequence_logprobs
-from nanobert.align.records import read_pairs, select_pairs
-from nanobert.align.sft import split_indices
+from nanobert.align.pairwise import split_pairs, train_pairwise
 from nanobert.data.causal import ExampleBatches, in_order
 from nanobert.errors import NanobertError
 from nanobert.fileio import write_json
-from nanobert.train.loop import LoopConfig, evaluate, train
+from nanobert.train.loop import LoopConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +103,7 @@ def dpo(model_dir, data, out_dir, cfg: DPOConfig | None = None, resume: bool = F
     """Train the GPT in `model_dir` with DPO on the pairs in `data`; save `out_dir/model`; return results.json."""
     cfg = cfg or DPOConfig()
     torch.manual_seed(cfg.seed)
-    rows = read_pairs(data)
-    train_idx, val_idx = split_indices(len(rows), cfg.val_fraction, cfg.seed)
-    train_rows = select_pairs([rows[i] for i in train_idx], flip_fraction=cfg.flip_fraction,
-                              max_pairs=cfg.max_pairs, min_margin=cfg.min_margin, seed=cfg.seed)
-    val_rows = [rows[i] for i in val_idx]
+    train_rows, val_rows = split_pairs(data, cfg)
     policy = Policy.load(model_dir, dropout=False)
     enc_train, enc_val = encode_pairs(policy, train_rows), encode_pairs(policy, val_rows)
     ref_train = reference_logps(policy, enc_train)
@@ -121,14 +114,8 @@ def dpo(model_dir, data, out_dir, cfg: DPOConfig | None = None, resume: bool = F
     eval_data = (lambda: in_order(len(enc_val), cfg.batch_size, dpo_collate(enc_val, ref_val, eos))) \
         if enc_val else None
     model = DPOModel(policy.model, cfg.beta, cfg.label_smoothing)
-    start = time.perf_counter()
-    state = train(model, batches, cfg.loop, out_dir, eval_data=eval_data, resume=resume, callbacks=callbacks,
-                  run_config=dataclasses.asdict(cfg))
-    result = {"steps": state.step, "train_pairs": len(train_rows), "val_pairs": len(val_rows),
-              "train_seconds": round(time.perf_counter() - start, 1), "train_loss": state.loss}
-    if eval_data is not None:
-        final = evaluate(model, eval_data(), state.info.device)
-        result.update(val_loss=final["loss"], val_reward_accuracy=final["accuracy"])
+    result = train_pairwise(model, batches, eval_data, cfg, out_dir, len(train_rows), len(val_rows),
+                            "val_reward_accuracy", resume=resume, callbacks=callbacks)
     policy.model.save_pretrained(Path(out_dir) / "model", tokenizer=policy.tokenizer)
     write_json(Path(out_dir) / "results.json", result)
     return result

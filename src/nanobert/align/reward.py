@@ -15,10 +15,8 @@ exactly the pairwise accuracy (chosen scored above rejected).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +25,7 @@ import torch
 import torch.nn as nn
 
 from nanobert.align.losses import bradley_terry_loss
-from nanobert.align.records import read_pairs, select_pairs
-from nanobert.align.sft import split_indices
+from nanobert.align.pairwise import split_pairs, train_pairwise
 from nanobert.data.causal import ExampleBatches, in_order
 from nanobert.data.loaders import collate
 from nanobert.errors import NanobertError
@@ -37,7 +34,7 @@ from nanobert.infer.pipelines import load_tokenizer_dir
 from nanobert.model.bert import BertForSequenceClassification
 from nanobert.model.gpt import GPT, GPTConfig
 from nanobert.tokenizers import load_tokenizer
-from nanobert.train.loop import LoopConfig, evaluate, train
+from nanobert.train.loop import LoopConfig
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +181,7 @@ def train_reward(model_dir, data, out_dir, cfg: RewardConfig | None = None, resu
     """Train a reward model on the pairs in `data`; save `out_dir/model`; return (and write) results.json."""
     cfg = cfg or RewardConfig()
     torch.manual_seed(cfg.seed)
-    rows = read_pairs(data)
-    train_idx, val_idx = split_indices(len(rows), cfg.val_fraction, cfg.seed)
-    val_rows = [rows[i] for i in val_idx]  # held out before any flipping: accuracy against the labeller
-    train_rows = select_pairs([rows[i] for i in train_idx], flip_fraction=cfg.flip_fraction,
-                              max_pairs=cfg.max_pairs, min_margin=cfg.min_margin, seed=cfg.seed)
+    train_rows, val_rows = split_pairs(data, cfg)
     reward = load_backbone(model_dir)
     pad = getattr(reward.tokenizer, "pad_token_id", None) or 0
 
@@ -204,15 +197,10 @@ def train_reward(model_dir, data, out_dir, cfg: RewardConfig | None = None, resu
         vc, vr = encode(val_rows)
         eval_data = lambda: in_order(len(vc), cfg.batch_size, pair_collate(vc, vr, pad))  # noqa: E731
     model = PairwiseReward(reward, cfg.label_smoothing, cfg.center_rewards_coefficient)
-    start = time.perf_counter()
-    state = train(model, batches, cfg.loop, out_dir, eval_data=eval_data, resume=resume, callbacks=callbacks,
-                  run_config=dataclasses.asdict(cfg))
-    result = {"steps": state.step, "train_pairs": len(train_rows), "val_pairs": len(val_rows),
-              "train_seconds": round(time.perf_counter() - start, 1), "train_loss": state.loss}
-    if eval_data is not None:
-        final = evaluate(model, eval_data(), state.info.device)
-        result.update(val_loss=final["loss"], val_pairwise_accuracy=final["accuracy"])
-        log.info("held-out pairwise accuracy %.4f on %d pairs", final["accuracy"], len(val_rows))
+    result = train_pairwise(model, batches, eval_data, cfg, out_dir, len(train_rows), len(val_rows),
+                            "val_pairwise_accuracy", resume=resume, callbacks=callbacks)
+    if val_rows:
+        log.info("held-out pairwise accuracy %.4f on %d pairs", result["val_pairwise_accuracy"], len(val_rows))
     reward.eval()
     reward.save_pretrained(Path(out_dir) / "model")
     write_json(Path(out_dir) / "results.json", result)

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from nanobert.data.loaders import BatchStream, TokenShards, collate
+from nanobert.data.loaders import BatchStream, EpochBatches, TokenShards, collate
 from nanobert.data.labelled import bucketed_batches
 
 
@@ -77,7 +77,7 @@ def pad_examples(seqs: Sequence[Sequence[int]], loss_from: Sequence[int], pad_id
     return batch
 
 
-class ExampleBatches:
+class ExampleBatches(EpochBatches):
     """Endless, seeded, resumable batches over in-memory examples, similar lengths together.
 
     `collate_fn(indices) -> dict` builds one batch; each epoch draws a new length-bucketed order
@@ -88,33 +88,13 @@ class ExampleBatches:
                  seed: int = 0):
         self.lengths = np.asarray(lengths)
         self.batch_size, self.collate_fn, self.seed = batch_size, collate_fn, seed
-        self.epoch, self.index = 0, 0
-        self._plan = self._make_plan(0)
+        super().__init__()
 
-    def _make_plan(self, epoch: int) -> list[np.ndarray]:
+    def plan(self, epoch: int) -> list[np.ndarray]:
         return bucketed_batches(self.lengths, self.batch_size, np.random.default_rng([self.seed, epoch]))
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return len(self._plan)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        if self.index >= len(self._plan):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._plan = self._make_plan(self.epoch)
-        batch = self.collate_fn(self._plan[self.index])
-        self.index += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._plan = self._make_plan(self.epoch)
+    def make_batch(self, item: np.ndarray) -> dict:
+        return self.collate_fn(item)
 
 
 def in_order(n: int, batch_size: int, collate_fn: Callable[[np.ndarray], dict]) -> Iterator[dict]:

@@ -102,7 +102,48 @@ def pack(seqs: list[np.ndarray], seq_len: int, pad_id: int) -> dict:
     return batch
 
 
-class BatchStream:
+class EpochBatches:
+    """Endless batches, epoch after epoch: `plan(epoch)` lists an epoch's batches, `make_batch(item)` builds one.
+
+    A plan is drawn from the seed and the epoch alone, so the position (epoch, index) is the whole state:
+    `load_state_dict` jumps back to it without replaying anything. Subclasses call `super().__init__()`
+    last, once `plan` can run.
+    """
+
+    def __init__(self):
+        self.epoch, self.index = 0, 0
+        self._plan = self.plan(0)
+
+    def plan(self, epoch: int) -> list:
+        raise NotImplementedError
+
+    def make_batch(self, item) -> dict:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self._plan)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self.index >= len(self._plan):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._plan = self.plan(self.epoch)
+        batch = self.make_batch(self._plan[self.index])
+        self.index += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._plan = self.plan(self.epoch)
+
+
+class BatchStream(EpochBatches):
     """Endless iterator of this process's batches: shuffled per epoch, round-robin over shards, resumable.
     `packed`: each batch's sequences packed several to a row (`pack`): the same tokens in fewer rows."""
 
@@ -115,10 +156,9 @@ class BatchStream:
             raise NanobertError(f"the {data.split} split has {len(data)} sequences in shards of "
                                 f"{data.shard_sizes()}; a global batch of {self.global_batch} does not fit in one "
                                 f"shard: lower batch-size or prepare with a larger shard-size")
-        self.epoch, self.index = 0, 0
-        self._plan = self._make_plan(0)
+        super().__init__()
 
-    def _make_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+    def plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """[(shard, row indices of one global batch), ...] for `epoch`, shards taking turns."""
         per_shard = []
         for s, n in enumerate(self.data.shard_sizes()):
@@ -130,28 +170,10 @@ class BatchStream:
             plan.extend(p[b] for p in per_shard if b < len(p))
         return plan
 
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return len(self._plan)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        if self.index >= len(self._plan):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._plan = self._make_plan(self.epoch)
-        shard, rows = self._plan[self.index]
+    def make_batch(self, item: tuple[int, np.ndarray]) -> dict:
+        shard, rows = item
         mine = rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         seqs = [self.data.seq(shard, int(i)) for i in mine]
         batch = pack(seqs, self.data.seq_len, self.pad_id) if self.packed else collate(seqs, self.pad_id)
         batch["position"] = (self.epoch, self.index)  # read by masking to seed this batch's draw
-        self.index += 1
         return batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._plan = self._make_plan(self.epoch)
