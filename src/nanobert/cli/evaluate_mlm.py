@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 ORDER = 35  # after pretrain, before finetune
