@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from nanobert.errors import NanobertError
 from nanobert.fileio import atomic_dir, write_json
 from nanobert.model import checkpoint_io
+from nanobert.model.layers import attend
 
 
 @dataclass
@@ -166,13 +167,13 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(self.layer, k, v)  # (B, nh, L+T, hs)
         dropout = self.attn_pdrop if self.training else 0.0
         if mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            y = attend(q, k, v, mask, dropout)
         else:
             # A single new query sees every cached key; otherwise the plain causal mask is exact only
             # when nothing is cached before these T queries.
             if past and T > 1:
                 raise ValueError("several new tokens after a filled cache need an explicit mask")
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=(T > 1))
+            y = attend(q, k, v, dropout_p=dropout, is_causal=(T > 1))
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

@@ -7,8 +7,9 @@ from `transformers` loads without a rename. The maths is the plain one:
     post-LN (BERT):  h = LN(x + Attn(x));      y = LN(h + MLP(h))
     pre-LN:          h = x + Attn(LN(x));      y = h + MLP(LN(h))
 
-Attention goes through `F.scaled_dot_product_attention`. Query, key and value stay three
-`nn.Linear` modules (three checkpoint keys, as in BERT) but are computed as one matrix product.
+Attention goes through `attend`: `F.scaled_dot_product_attention` everywhere except bf16 on a CPU, where
+the three ops written out run several times faster. Query, key and value stay three `nn.Linear` modules
+(three checkpoint keys, as in BERT) but are computed as one matrix product.
 """
 
 from __future__ import annotations
@@ -92,6 +93,29 @@ def packed_mask(position_ids: torch.Tensor, attention_mask: torch.Tensor | None,
     return (~keep[:, None]).to(dtype) * torch.finfo(dtype).min  # (B, 1, T, T)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+           dropout_p: float = 0.0, is_causal: bool = False) -> torch.Tensor:
+    """softmax(q kᵀ / √hs + mask) v: q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, nh, Tq, hs).
+
+    `mask` is what SDPA takes: an additive float bias or a bool (True = may attend), broadcast to
+    (B, nh, Tq, Tk). On a CPU in bf16 (autocast), PyTorch's fused SDPA kernel is 3-4x slower forward and
+    backward than matmul -> softmax -> matmul at BERT's sequence lengths (`python benchmarks/attention_cpu.py`),
+    so there the three ops run written out, the softmax in fp32 as autocast does on a GPU. Elsewhere SDPA.
+    """
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(q.size(-1)))  # (B, nh, Tq, Tk)
+    lowest = torch.finfo(scores.dtype).min  # finite, as the additive masks: a row with every key masked stays a number
+    if is_causal:  # SDPA's convention: query i sees keys 0..i (aligned top-left)
+        scores = scores.masked_fill(torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1), lowest)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, lowest) if mask.dtype == torch.bool else scores + mask
+    probs = scores.softmax(dim=-1).to(v.dtype)
+    if dropout_p:
+        probs = F.dropout(probs, dropout_p)
+    return torch.matmul(probs, v)  # (B, nh, Tq, hs)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention: (B, T, H) -> (B, T, H) context, before the output projection.
 
@@ -133,7 +157,7 @@ class SelfAttention(nn.Module):
         qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)  # (B, nh, T, hs)
+        y = attend(q, k, v, mask, p, is_causal)  # (B, nh, T, hs)
         return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
 
     def _separate_projections(self, x, mask, first_only: bool) -> torch.Tensor:
@@ -154,7 +178,7 @@ class SelfAttention(nn.Module):
             probs = scores.softmax(dim=-1)
             y = torch.matmul(F.dropout(probs, p) if p else probs, v)  # (B, nh, Tq, hs)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, Tq, hs)
+            y = attend(q, k, v, mask, p)  # (B, nh, Tq, hs)
         return y.transpose(1, 2).reshape(B, Tq, H)  # (B, Tq, H)
 
 
